@@ -1,0 +1,33 @@
+"""The compile cache: one compiled kernel per (owner, method key), rebuilt when weights move.
+
+`ms.jit` compiles once per function object and input signature. A compiled function keeps
+reading the storage its Parameters had when it was compiled, so a checkpoint loaded afterwards
+(`load_param_into_net`, `set_data`) would be silently ignored; the storage addresses
+(`Parameter.data_ptr()`) are therefore part of the key, and a kernel is rebuilt when they change.
+"""
+import weakref
+
+from mindspore import nn
+
+_KERNELS = weakref.WeakKeyDictionary()
+
+
+def _weights_version(owner):
+    if isinstance(owner, nn.Cell):
+        return tuple(p.data_ptr() for p in owner.get_parameters())
+    return None
+
+
+def cached(owner, key, build):
+    """Return build()'s result, cached for `owner` (a Cell or function) under `key`.
+
+    The entry is rebuilt when the storage of `owner`'s Parameters has moved, and dropped when
+    `owner` is garbage collected.
+    """
+    table = _KERNELS.setdefault(owner, {})
+    version = _weights_version(owner)
+    entry = table.get(key)
+    if entry is None or entry[0] != version:
+        entry = (version, build())
+        table[key] = entry
+    return entry[1]

@@ -1,0 +1,126 @@
+"""Gradient, Deconvolution and Guided Backpropagation.
+
+    map[n] = max_c | d(sum_m f(x)[m, t_m]) / dx[n, c] |        (N, 1, H, W), no normalisation
+
+with the gradient passed back through each `nn.ReLU` by the method's rule (methods.md):
+Gradient R*1[z>0], Deconvolution max(R, 0), Guided Backpropagation max(R*1[z>0], 0).
+"""
+import mindspore as ms
+from mindspore import ops
+
+from xaifn import _cache, _checks, _views
+
+
+def target_logit_sum(net_fn, inputs, targets):
+    """sum_n f(x)[n, t_n]: the scalar whose gradient every gradient method explains. Traceable."""
+    return ops.gather_elements(net_fn(inputs), 1, targets.reshape(-1, 1)).sum()
+
+
+def input_gradient(net_fn, inputs, targets):
+    """Raw per-channel gradient d(sum_n f(x)[n, t_n]) / dx, shape (N, C, H, W). Traceable.
+
+    `targets` is an integer Tensor of N labels (already validated: out-of-range labels would
+    select nothing here). Can be called inside a Cell's `construct`, in PYNATIVE or GRAPH mode.
+
+    Example:
+        >>> import numpy as np, mindspore as ms, xaifn
+        >>> from xaifn.models import LeNet5
+        >>> x = ms.Tensor(np.random.rand(2, 3, 32, 32), ms.float32)
+        >>> xaifn.input_gradient(LeNet5(), x, ms.Tensor([1, 2], ms.int32)).shape
+        (2, 3, 32, 32)
+    """
+    def score(x, labels):  # labels as an argument, not a closure: custom bprops need it
+        return target_logit_sum(net_fn, x, labels)
+    return ms.grad(score, grad_position=0)(inputs, targets)
+
+
+def channel_max_abs(grads):
+    """The gradient family's channel reduction: max_c |g| with the channel axis kept. Traceable."""
+    return grads.abs().max(axis=1, keepdims=True)
+
+
+def saliency(net_fn, inputs, targets):
+    """channel_max_abs(input_gradient(...)): the traceable core of the gradient family.
+
+    Pass a `relu_rule_view` of a network as `net_fn` for Deconvolution or Guided Backpropagation.
+
+    Example, a Cell returning logits and a Guided Backpropagation map (any mode):
+        >>> import numpy as np, mindspore as ms, xaifn
+        >>> from mindspore import nn
+        >>> from xaifn.models import LeNet5
+        >>> class Explained(nn.Cell):
+        ...     def __init__(self, net):
+        ...         super().__init__()
+        ...         self.net = net
+        ...         self.guided = xaifn.relu_rule_view(net, "guided_backprop")
+        ...     def construct(self, x, t):
+        ...         return self.net(x), xaifn.saliency(self.guided, x, t)
+        >>> logits, smap = Explained(LeNet5())(ms.Tensor(np.ones((2, 3, 32, 32)), ms.float32),
+        ...                                    ms.Tensor([0, 3], ms.int32))
+        >>> smap.shape
+        (2, 1, 32, 32)
+    """
+    return channel_max_abs(input_gradient(net_fn, inputs, targets))
+
+
+def _compiled_saliency(net_fn):
+    @ms.jit
+    def kernel(inputs, targets):
+        return saliency(net_fn, inputs, targets)
+    return kernel
+
+
+def _explain(net_fn, inputs, targets, rule, name):
+    labels = _checks.check_call(net_fn, inputs, targets, name=name)
+    if rule == "gradient":
+        build = lambda: _compiled_saliency(_views.evaluable(net_fn))  # noqa: E731
+    else:
+        build = lambda: _compiled_saliency(_views.relu_rule_view(net_fn, rule))  # noqa: E731
+    return _cache.cached(net_fn, ("saliency", rule), build)(inputs, labels)
+
+
+def gradient(net_fn, inputs, targets):
+    """Gradient saliency: max over channels of |d f(x)[t] / dx|, shape (N, 1, H, W).
+
+    Args:
+        net_fn: an `nn.Cell` (evaluated through an eval-mode view sharing its Parameters) or any
+            callable from an (N, C, H, W) batch to (N, L) logits.
+        inputs: float Tensor (N, C, H, W).
+        targets: int, 0-D/1-D integer Tensor, or list of N ints, each in [0, L).
+
+    Example:
+        >>> import numpy as np, mindspore as ms, xaifn
+        >>> from xaifn.models import LeNet5
+        >>> x = ms.Tensor(np.random.rand(2, 3, 32, 32), ms.float32)
+        >>> xaifn.gradient(LeNet5(), x, 5).shape
+        (2, 1, 32, 32)
+    """
+    return _explain(net_fn, inputs, targets, "gradient", "net_fn")
+
+
+def deconvolution(net, inputs, targets):
+    """Deconvolution saliency: the gradient with max(R, 0) at every `nn.ReLU` cell, (N, 1, H, W).
+
+    Example:
+        >>> import numpy as np, mindspore as ms, xaifn
+        >>> from xaifn.models import LeNet5
+        >>> x = ms.Tensor(np.random.rand(1, 3, 32, 32), ms.float32)
+        >>> xaifn.deconvolution(LeNet5(), x, [5]).shape
+        (1, 1, 32, 32)
+    """
+    _checks.check_cell(net, "net")
+    return _explain(net, inputs, targets, "deconvolution", "net")
+
+
+def guided_backprop(net, inputs, targets):
+    """Guided Backpropagation: the gradient with max(R*1[z>0], 0) at every `nn.ReLU`, (N, 1, H, W).
+
+    Example:
+        >>> import numpy as np, mindspore as ms, xaifn
+        >>> from xaifn.models import LeNet5
+        >>> x = ms.Tensor(np.random.rand(1, 3, 32, 32), ms.float32)
+        >>> xaifn.guided_backprop(LeNet5(), x, ms.Tensor(5, ms.int32)).shape
+        (1, 1, 32, 32)
+    """
+    _checks.check_cell(net, "net")
+    return _explain(net, inputs, targets, "guided_backprop", "net")
