@@ -7,6 +7,9 @@ Class API of the original package: `xaifn.explanation`.
 """
 from xaifn._views import relu_rule_view
 from xaifn.gradcam import gradcam, gradcam_map, layer_activation_gradient, layer_probe_view
+from xaifn.masks import OcclusionWindows, RiseMasks, rise_masks
+from xaifn.occlusion import occlusion
+from xaifn.rise import rise
 from xaifn.gradients import (channel_max_abs, deconvolution, gradient, guided_backprop, input_gradient,
                              saliency, target_logit_sum)
 
@@ -15,5 +18,5 @@ __version__ = "0.1.0"
 __all__ = [
     "channel_max_abs", "deconvolution", "gradcam", "gradcam_map", "gradient", "guided_backprop",
     "input_gradient", "layer_activation_gradient", "layer_probe_view", "relu_rule_view", "saliency",
-    "target_logit_sum",
+    "target_logit_sum", "OcclusionWindows", "RiseMasks", "rise_masks", "occlusion", "rise",
 ]

@@ -136,3 +136,65 @@ def check_call(net_fn, inputs, targets, allow_2d=False, name="net_fn"):
                           lambda: _views.output_shape(_views.evaluable(net_fn), *sample))
     num_classes = check_output_width(shape, name)
     return check_targets(targets, inputs.shape[0], num_classes, allow_2d)
+
+
+def check_size(size, name):
+    """Return (H, W) from an int or a pair of positive ints."""
+    pair = (size, size) if isinstance(size, numbers.Integral) and not isinstance(size, bool) else size
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise TypeError(f"`{name}` must be a positive int or a pair (height, width) of them, got {size!r}.")
+    return tuple(check_positive_int(v, name) for v in pair)
+
+
+def check_probability(value, name):
+    """Return `value` as a float if it is a real number in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a float in (0, 1], got {type(value).__name__}.")
+    if not 0 < value <= 1:
+        raise ValueError(f"`{name}` must lie in (0, 1], got {value}.")
+    return float(value)
+
+
+def check_seed(seed):
+    """Return `seed` if it is a non-negative int, as `np.random.default_rng` expects."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"`seed` must be a non-negative int, got {type(seed).__name__}.")
+    if seed < 0:
+        raise ValueError(f"`seed` must be a non-negative int, got {seed}.")
+    return int(seed)
+
+
+def check_real(value, name):
+    """Return `value` as a float if it is a finite real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise TypeError(f"`{name}` must be a finite real number, got {value!r}.")
+    return float(value)
+
+
+def check_masks(masks, height, width):
+    """Return masks (K, 1, H, W) with values in [0, 1] as an array or a lazy mask set."""
+    if hasattr(masks, "_render") and hasattr(masks, "shape"):  # xaifn's lazy mask sets
+        if tuple(masks.shape[1:]) != (1, height, width):
+            raise ValueError(f"`masks` must have shape (K, 1, {height}, {width}), got {masks.shape}.")
+        return masks
+    if isinstance(masks, ms.Tensor):
+        masks = masks.asnumpy()
+    if not isinstance(masks, np.ndarray):
+        raise TypeError("`masks` must be a Tensor or array (K, 1, H, W), or a RiseMasks, "
+                        f"got {type(masks).__name__}.")
+    if not np.issubdtype(masks.dtype, np.floating) and masks.dtype != np.bool_:
+        raise TypeError(f"`masks` must hold floats in [0, 1], got dtype {masks.dtype}.")
+    if masks.ndim != 4 or masks.shape[1] != 1 or masks.shape[2:] != (height, width) or not masks.shape[0]:
+        raise ValueError(f"`masks` must have shape (K, 1, {height}, {width}) with K >= 1, "
+                         f"got {masks.shape}.")
+    if not np.all((masks >= 0) & (masks <= 1)):
+        raise ValueError("`masks` must lie in [0, 1] (NaN is not allowed).")
+    return masks.astype(np.float32)
+
+
+def check_window(value, name, image_size):
+    """Return a pair of positive ints no larger than the image (H, W)."""
+    pair = check_size(value, name)
+    if pair[0] > image_size[0] or pair[1] > image_size[1]:
+        raise ValueError(f"`{name}` {pair} must not exceed the image size {tuple(image_size)}.")
+    return pair

@@ -1,0 +1,96 @@
+"""The one chunked, compiled evaluation primitive behind every perturbation method.
+
+For inputs x (N, C, H, W), masks M_i (K, 1, H, W) and targets t (N, l) it computes
+
+    S[n, j] = sum_i  score(x~_ni)[t_nj] * M_i,      x~_ni = x_n * K_i + baseline * (1 - K_i),
+
+where K_i = M_i when the masks mark the pixels kept (RISE) and K_i = 1 - M_i when they mark the
+pixels occluded (Occlusion). The work runs in steps of at most `chunk` perturbed images: a block
+of b samples times k masks, the last block padded (zero masks add nothing to S, padded samples are
+dropped) so that one compiled kernel serves every step. Masks are read `masks[i:j]` one chunk at a
+time, so a lazy mask set (`RiseMasks`, `OcclusionWindows`) is never held whole, and the perturbed
+images of one step are all that exists at once.
+"""
+import numpy as np
+import mindspore as ms
+from mindspore import ops
+
+from xaifn import _cache
+
+
+def _step_kernel(score_fn, keep):
+    @ms.jit
+    def step(acc, x, labels, masks, baseline, aux):
+        b, k = x.shape[0], masks.shape[0]
+        kept = masks if keep else 1 - masks
+        images = x.expand_dims(1) * kept.expand_dims(0) + baseline * (1 - kept.expand_dims(0))
+        scores = score_fn(images.reshape((b * k,) + x.shape[1:]), ops.repeat_interleave(aux, k, 0))
+        index = ops.broadcast_to(labels.expand_dims(1), (b, k, labels.shape[1]))
+        picked = ops.gather_elements(scores.reshape(b, k, -1), 2, index)  # (b, k, l)
+        flat_masks = masks.reshape(k, -1)
+        return acc + ops.matmul(picked.transpose(0, 2, 1), flat_masks)   # (b, l, H*W)
+    return step
+
+
+def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, keep=True,
+                      baseline=0.0, aux=None):
+    """S (N, l, H, W) as in the module docstring.
+
+    Args:
+        build_score: builds, on a cache miss only, the traced score function
+            (images (B, C, H, W), aux (B, A)) -> scores (B, L).
+        inputs: validated (N, C, H, W) Tensor.
+        labels: validated (N, l) int32 Tensor.
+        masks: anything with `.shape == (K, 1, H, W)` whose slices `masks[i:j]` are float arrays.
+        chunk: most perturbed images per compiled call.
+        cache_key: (owner, key) under which the compiled kernel is cached (see `_cache.cached`).
+        keep: True if masks mark kept pixels, False if they mark occluded pixels.
+        baseline: value given to the pixels that are not kept.
+        aux: optional (N, A) per-sample Tensor handed to `score_fn` alongside each image.
+    """
+    owner, key = cache_key
+    step = _cache.cached(owner, ("perturbation_sums", keep) + tuple(key),
+                         lambda: _step_kernel(build_score(), keep))
+    n, num_targets = labels.shape
+    num_masks, height, width = masks.shape[0], masks.shape[2], masks.shape[3]
+    block = min(n, chunk)
+    per_step = max(1, chunk // block)
+    dtype = inputs.dtype
+    aux = ms.Tensor(np.zeros((n, 1)), dtype) if aux is None else aux
+    base = ms.Tensor(baseline, dtype)
+    results = []
+    for start in range(0, n, block):
+        x, lab, a = (_pad_rows(t[start:start + block], block) for t in (inputs, labels, aux))
+        acc = ops.zeros((block, num_targets, height * width), dtype)
+        for m0 in range(0, num_masks, per_step):
+            chunk_masks = np.asarray(masks[m0:m0 + per_step], dtype=np.float32)
+            chunk_masks = _pad_rows(chunk_masks, per_step)
+            acc = step(acc, x, lab, ms.Tensor(chunk_masks, dtype), base, a)
+        results.append(acc[:min(block, n - start)])
+    out = results[0] if len(results) == 1 else ops.cat(results, 0)
+    return out.reshape(n, num_targets, height, width)
+
+
+def _pad_rows(rows, size):
+    """`rows` padded with zero rows to `size` along axis 0 (numpy array or Tensor)."""
+    missing = size - rows.shape[0]
+    if missing == 0:
+        return rows
+    if isinstance(rows, np.ndarray):
+        return np.concatenate([rows, np.zeros((missing,) + rows.shape[1:], rows.dtype)])
+    return ops.cat([rows, ops.zeros((missing,) + tuple(rows.shape[1:]), rows.dtype)])
+
+
+def _target_kernel(score_fn):
+    @ms.jit
+    def scores(x, labels, aux):
+        return ops.gather_elements(score_fn(x, aux), 1, labels)
+    return scores
+
+
+def target_scores(build_score, inputs, labels, cache_key, aux=None):
+    """score(x, aux)[n, t_nj]: the unperturbed scores (N, l), compiled and cached."""
+    owner, key = cache_key
+    kernel = _cache.cached(owner, ("target_scores",) + tuple(key), lambda: _target_kernel(build_score()))
+    aux = ms.Tensor(np.zeros((inputs.shape[0], 1)), inputs.dtype) if aux is None else aux
+    return kernel(inputs, labels, aux)
