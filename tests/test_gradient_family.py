@@ -458,14 +458,14 @@ def _load_param_into_net(net, values):
     ms.load_param_into_net(net, {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in values.items()})
 
 
-def _set_data(net, values):
-    for p in net.get_parameters():
-        p.set_data(ms.Tensor(values[p.name]))
+def _set_data(net, values):  # by position: `values` follows net.get_parameters()' order
+    for p, value in zip(net.get_parameters(), values.values()):
+        p.set_data(ms.Tensor(value))
 
 
 def _assign(net, values):
-    for p in net.get_parameters():
-        ops.assign(p, ms.Tensor(values[p.name]))
+    for p, value in zip(net.get_parameters(), values.values()):
+        ops.assign(p, ms.Tensor(value))
 
 
 UPDATES = {"load_param_into_net": _load_param_into_net, "set_data": _set_data, "assign": _assign}

@@ -5,11 +5,13 @@ building blocks `input_gradient`, `channel_max_abs`, `saliency`, `relu_rule_view
 `layer_probe_view`, `layer_activation_gradient`, `gradcam_map`, `target_logit_sum`.
 Class API of the original package: `xaifn.explanation`.
 """
-from xaifn._views import relu_rule_view
+from xaifn._views import network_view, relu_rule_view
 from xaifn.gradcam import gradcam, gradcam_map, layer_activation_gradient, layer_probe_view
 from xaifn.masks import OcclusionWindows, RiseMasks, rise_masks
 from xaifn.occlusion import occlusion
 from xaifn.rise import rise
+from xaifn.rise_plus import rise_plus
+from xaifn import ood
 from xaifn.gradients import (channel_max_abs, deconvolution, gradient, guided_backprop, input_gradient,
                              saliency, target_logit_sum)
 
@@ -19,4 +21,5 @@ __all__ = [
     "channel_max_abs", "deconvolution", "gradcam", "gradcam_map", "gradient", "guided_backprop",
     "input_gradient", "layer_activation_gradient", "layer_probe_view", "relu_rule_view", "saliency",
     "target_logit_sum", "OcclusionWindows", "RiseMasks", "rise_masks", "occlusion", "rise",
+    "rise_plus", "ood", "network_view",
 ]

@@ -5,11 +5,14 @@ reading the storage its Parameters had when it was compiled, so a checkpoint loa
 (`load_param_into_net`, `set_data`) would be silently ignored; the storage addresses
 (`Parameter.data_ptr()`) are therefore part of the key, and a kernel is rebuilt when they change.
 """
+import collections
 import weakref
 
 from mindspore import nn
 
 _KERNELS = weakref.WeakKeyDictionary()
+#: Kernels kept per owner (least recently used dropped first): bounds memory when keys vary.
+MAX_KERNELS_PER_OWNER = 32
 
 
 def _weights_version(owner):
@@ -24,10 +27,13 @@ def cached(owner, key, build):
     The entry is rebuilt when the storage of `owner`'s Parameters has moved, and dropped when
     `owner` is garbage collected.
     """
-    table = _KERNELS.setdefault(owner, {})
+    table = _KERNELS.setdefault(owner, collections.OrderedDict())
     version = _weights_version(owner)
     entry = table.get(key)
     if entry is None or entry[0] != version:
         entry = (version, build())
         table[key] = entry
+        while len(table) > MAX_KERNELS_PER_OWNER:
+            table.popitem(last=False)
+    table.move_to_end(key)
     return entry[1]

@@ -198,3 +198,14 @@ def check_window(value, name, image_size):
     if pair[0] > image_size[0] or pair[1] > image_size[1]:
         raise ValueError(f"`{name}` {pair} must not exceed the image size {tuple(image_size)}.")
     return pair
+
+
+def check_features(features, num_features):
+    """Return `features` if it is a float Tensor (N, F) with F == num_features."""
+    if not isinstance(features, ms.Tensor):
+        raise TypeError(f"`features` must be a mindspore.Tensor (N, F), got {type(features).__name__}.")
+    if features.ndim != 2 or features.shape[1] != num_features:
+        raise ValueError(f"`features` must have shape (N, {num_features}), got {tuple(features.shape)}.")
+    if features.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"`features` must have a floating-point dtype, got {features.dtype}.")
+    return features

@@ -84,6 +84,28 @@ def eval_view(network):
     return view
 
 
+def network_view(network, **attributes):
+    """A parameter-sharing eval-mode view of `network`, with some attributes set on the view only.
+
+    The user's network is left as it is. Typical use: a feature extractor for OoDNet/RISEPlus from
+    a classifier that returns features when a flag is set.
+
+    Example:
+        >>> import xaifn
+        >>> from xaifn.models import LeNet5
+        >>> net = LeNet5()
+        >>> features = xaifn.network_view(net, output_features=True)
+        >>> features.output_features, net.output_features, features.fc1.weight is net.fc1.weight
+        (True, False, True)
+    """
+    view = eval_view(network)
+    for name, value in attributes.items():
+        if not hasattr(view, name):
+            raise AttributeError(f"{type(network).__name__} has no attribute {name!r} to set on a view.")
+        setattr(view, name, value)
+    return view
+
+
 def evaluable(net_fn):
     """What an explanation evaluates: an eval-mode view of a Cell, or a plain function as is."""
     return eval_view(net_fn) if isinstance(net_fn, nn.Cell) else net_fn

@@ -5,14 +5,22 @@ functional core. Unlike the original, the user's network is never switched to ev
 explanation is computed on an eval-mode view that shares the network's Parameters, so the
 network's own flags are left as they were.
 """
-import numpy as np
+import numbers
 
-from xaifn import _checks
+import numpy as np
+import mindspore as ms
+from mindspore import nn, ops
+from mindspore.train import LearningRateScheduler
+from mindspore.train.callback import RunContext, _CallbackManager, _InternalCallbackParam
+
+from xaifn import _checks, ood
+from xaifn._views import network_view
 from xaifn.gradcam import gradcam
 from xaifn.gradients import deconvolution, gradient, guided_backprop
 from xaifn.masks import RiseMasks
 from xaifn.occlusion import occlusion
 from xaifn.rise import rise
+from xaifn.rise_plus import rise_plus
 
 
 class _Attribution:
@@ -152,6 +160,7 @@ class RISE(_Perturbation):
         self._num_masks = _checks.check_positive_int(num_masks, "num_masks")
 
     def _masks(self, inputs):
+        """The masks of one call: fixed by `seed`, or fresh ones drawn from OS entropy."""
         _checks.check_inputs(inputs)
         seed = np.random.SeedSequence().entropy if self._seed is None else self._seed
         return RiseMasks(seed, self._num_masks, tuple(inputs.shape[2:]))
@@ -159,3 +168,199 @@ class RISE(_Perturbation):
     def __call__(self, inputs, targets):
         return rise(self._network, self._activation_fn, inputs, targets, self._masks(inputs),
                     chunk=self._chunk)
+
+
+class _StepDecay:
+    """lr(step) = base * factor ** (epoch // every), for `LearningRateScheduler` (needs steps/epoch)."""
+
+    def __init__(self, base, factor, every):
+        self.base, self.factor, self.every = base, factor, every
+        self.steps_per_epoch = 1
+
+    def __call__(self, lr, cur_step_num):  # called after step cur_step_num (1-based)
+        epoch = cur_step_num // self.steps_per_epoch
+        return ood.learning_rate(epoch, self.base, self.factor, self.every)
+
+
+class OoDNet(nn.Cell):
+    """Out-of-distribution network: the DeConf-C head (`xaifn.ood`) on a classifier's features.
+
+    `underlying` must have `num_features` (int) and `output_features` (bool) attributes: with
+    `output_features` True it returns its (N, num_features) penultimate features. The underlying
+    network is not modified: features come from a view of it that shares its Parameters, with
+    `output_features` set on the view only. The head's parameters are this Cell's Parameters
+    (`head`, `dense_w`, `dense_b`, `bn_gamma`, `bn_beta`, `bn_mean`, `bn_var`) and its forward
+    calls `xaifn.ood.logits` (training) or `xaifn.ood.scores` (evaluation).
+
+    Example:
+        >>> import numpy as np, mindspore as ms
+        >>> from mindspore import nn
+        >>> import mindspore.dataset as ds
+        >>> from xaifn.explanation import OoDNet
+        >>> from xaifn.models import LeNet5
+        >>> rng = np.random.default_rng(0)
+        >>> data = ds.NumpySlicesDataset((rng.random((8, 3, 32, 32), np.float32),
+        ...                               np.eye(10, dtype=np.float32)[np.arange(8)]), shuffle=False).batch(4)
+        >>> ood_net = OoDNet(LeNet5(10, num_channel=3), 10)
+        >>> ood_net.train(data, nn.SoftmaxCrossEntropyWithLogits(), epoch=1)
+        >>> ood_net(ms.Tensor(rng.random((1, 3, 32, 32)), ms.float32)).shape
+        (1, 10)
+    """
+
+    def __init__(self, underlying, num_classes):
+        super().__init__()
+        _checks.check_cell(underlying, "underlying")
+        for attr, kind in (("num_features", numbers.Integral), ("output_features", bool)):
+            if not hasattr(underlying, attr):
+                raise AttributeError(f"`underlying` ({type(underlying).__name__}) must have the "
+                                     f"attribute {attr!r} ({kind.__name__}).")
+        if isinstance(underlying.num_features, bool) or not isinstance(underlying.num_features, numbers.Integral):
+            raise TypeError(f"`underlying.num_features` must be an int, got {underlying.num_features!r}.")
+        if not isinstance(underlying.output_features, bool):
+            raise TypeError(f"`underlying.output_features` must be a bool, got {underlying.output_features!r}.")
+        num_features = _checks.check_positive_int(underlying.num_features, "underlying.num_features")
+        self._num_classes = _checks.check_positive_int(num_classes, "num_classes")
+        # plain attributes, not child cells: the user's Parameters keep their names and flags
+        object.__setattr__(self, "_underlying", underlying)
+        object.__setattr__(self, "_features", network_view(underlying, output_features=True))
+        self._train_underlying = False
+        for name, value in ood.init(0, num_features, self._num_classes).items():
+            setattr(self, name, ms.Parameter(value, name=name, requires_grad=name in ood.TRAINABLE))
+
+    @property
+    def num_classes(self):
+        """The number of classes."""
+        return self._num_classes
+
+    @property
+    def underlying(self):
+        """The underlying classifier (the user's Cell)."""
+        return self._underlying
+
+    def params(self):
+        """The head's parameters as the dict `xaifn.ood` works on."""
+        return {name: getattr(self, name) for name in ood.TRAINABLE + ood.STATISTICS}
+
+    def construct(self, x):
+        """Training logits s / tau (after set_train(True)) or OoD scores s, (N, num_classes)."""
+        features = self._features(x)
+        if not self._train_underlying:
+            features = ops.stop_gradient(features)
+        params = {"head": self.head, "dense_w": self.dense_w, "dense_b": self.dense_b,
+                  "bn_gamma": self.bn_gamma, "bn_beta": self.bn_beta,
+                  "bn_mean": self.bn_mean, "bn_var": self.bn_var}
+        if self.training:
+            values, mean, var = ood.logits(params, features)
+            ops.assign(self.bn_mean, mean)
+            ops.assign(self.bn_var, var)
+            return values
+        return ood.scores(params, features)
+
+    def set_train(self, mode=True):
+        """Set training mode; the underlying view trains only with `train_underlying=True`."""
+        super().set_train(mode)
+        self._features.set_train(bool(mode) and self._train_underlying)
+        return self
+
+    def get_train_parameters(self, train_underlying=False):
+        """The Parameters to train: the head's, plus the underlying network's if asked."""
+        params = [getattr(self, name) for name in ood.TRAINABLE]
+        return params + (self._underlying.trainable_params() if train_underlying else [])
+
+    def prepare_train(self, learning_rate=0.1, momentum=0.9, weight_decay=0.0001, lr_base_factor=0.1,
+                      lr_epoch_denom=30, train_underlying=False):
+        """(Momentum optimizer, LearningRateScheduler) with the original's defaults."""
+        for value, name in ((learning_rate, "learning_rate"), (momentum, "momentum"),
+                            (weight_decay, "weight_decay"), (lr_base_factor, "lr_base_factor")):
+            _checks.check_real(value, name)
+        _checks.check_positive_int(lr_epoch_denom, "lr_epoch_denom")
+        if not isinstance(train_underlying, bool):
+            raise TypeError(f"`train_underlying` must be a bool, got {type(train_underlying).__name__}.")
+        self._train_underlying = train_underlying
+        optimizer = nn.Momentum(self.get_train_parameters(train_underlying), learning_rate=float(learning_rate),
+                                momentum=float(momentum), weight_decay=float(weight_decay))
+        scheduler = LearningRateScheduler(_StepDecay(float(learning_rate), float(lr_base_factor), lr_epoch_denom))
+        return optimizer, scheduler
+
+    def train(self, dataset, loss_fn, callbacks=None, epoch=90, optimizer=None, scheduler=None, **kwargs):
+        """Train on a `mindspore.dataset` of (image, one-hot label) batches with `loss_fn`."""
+        if not hasattr(dataset, "create_tuple_iterator"):
+            raise TypeError(f"`dataset` must be a mindspore.dataset.Dataset, got {type(dataset).__name__}.")
+        _checks.check_callable(loss_fn, "loss_fn")
+        epoch = _checks.check_positive_int(epoch, "epoch")
+        if optimizer is None or scheduler is None:
+            default_optimizer, default_scheduler = self.prepare_train(**kwargs)
+            optimizer = optimizer if optimizer is not None else default_optimizer
+            scheduler = scheduler if scheduler is not None else default_scheduler
+        steps = dataset.get_dataset_size()
+        if isinstance(getattr(scheduler, "learning_rate_function", None), _StepDecay):
+            scheduler.learning_rate_function.steps_per_epoch = steps
+        callbacks = [scheduler] + (list(callbacks) if isinstance(callbacks, (list, tuple))
+                                   else [] if callbacks is None else [callbacks])
+        self.set_train(True)
+        try:
+            self._fit(dataset, loss_fn, optimizer, callbacks, epoch, steps)
+        finally:
+            self.set_train(False)
+
+    def _fit(self, dataset, loss_fn, optimizer, callbacks, epochs, steps):
+        def loss_of(images, labels):
+            return loss_fn(self(images), labels).mean()
+        grad_fn = ms.value_and_grad(loss_of, None, optimizer.parameters)
+
+        @ms.jit
+        def step(images, labels):
+            loss, grads = grad_fn(images, labels)
+            optimizer(grads)
+            return loss
+
+        cb_params = _InternalCallbackParam(train_network=self, epoch_num=epochs, batch_num=steps,
+                                           optimizer=optimizer, loss_fn=loss_fn, cur_step_num=0,
+                                           train_dataset=dataset, mode="train")
+        context = RunContext(cb_params)
+        with _CallbackManager(callbacks) as manager:
+            manager.on_train_begin(context)
+            for cb_params.cur_epoch_num in range(1, epochs + 1):
+                manager.on_train_epoch_begin(context)
+                for images, labels in dataset.create_tuple_iterator(num_epochs=1):
+                    cb_params.cur_step_num += 1
+                    manager.on_train_step_begin(context)
+                    cb_params.net_outputs = step(images, labels.astype(ms.float32))
+                    manager.on_train_step_end(context)
+                manager.on_train_epoch_end(context)
+                if context.get_stop_requested():
+                    break
+            manager.on_train_end(context)
+
+
+class RISEPlus(RISE):
+    """RISEPlus: RISE weighted by the inlier score of a trained `OoDNet` (`xaifn.rise_plus`).
+
+    Example:
+        >>> import numpy as np, mindspore as ms
+        >>> from xaifn.explanation import OoDNet, RISEPlus
+        >>> from xaifn.models import LeNet5
+        >>> net = LeNet5(10, num_channel=3)
+        >>> riseplus = RISEPlus(OoDNet(net, 10), net, activation_fn=ms.nn.Softmax(), seed=0, num_masks=60)
+        >>> riseplus(ms.Tensor(np.random.rand(2, 3, 32, 32), ms.float32), 5).shape
+        (2, 1, 32, 32)
+    """
+
+    def __init__(self, ood_net, network, activation_fn, perturbation_per_eval=32, seed=None, num_masks=6000):
+        if not isinstance(ood_net, OoDNet):
+            raise TypeError(f"`ood_net` must be an xaifn.explanation.OoDNet, got {type(ood_net).__name__}.")
+        super().__init__(network, activation_fn, perturbation_per_eval, seed, num_masks)
+        self._ood_net = ood_net
+        self._inlier = (None, None)
+
+    def _inlier_fn(self):
+        """ood_net's inlier score; renewed when its Parameters' storage moved (checkpoint loads)."""
+        version = tuple(p.data_ptr() for p in self._ood_net.get_parameters())
+        if self._inlier[0] != version:
+            features = self._ood_net._features  # pylint: disable=protected-access
+            self._inlier = (version, ood.inlier_fn(self._ood_net.params(), features))
+        return self._inlier[1]
+
+    def __call__(self, inputs, targets):
+        return rise_plus(self._network, self._activation_fn, self._inlier_fn(), inputs, targets,
+                         self._masks(inputs), chunk=self._chunk)

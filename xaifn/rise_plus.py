@@ -1,0 +1,73 @@
+"""RISEPlus (Qiu et al., WWW 2022): RISE with each masked image weighted by its inlier score.
+
+With o(x) = max_c inlier(x)[c], s_min = o(zero image), s_max_n = o(x_n):
+
+    s_ni = (clip(o(x_n * M_i), s_min, s_max_n) - s_min) / (s_max_n - s_min + eps),  eps = 2.22e-16
+    S[n, j] = (1/K) * sum_i  s_ni * sigma(f(x_n * M_i))[t_nj] * M_i
+
+`inlier_fn` is any images -> (N, L) in-distribution score, e.g.
+`xaifn.ood.inlier_fn(params, features_fn)`. The inlier forward runs inside the same chunked kernel
+as the classifier's (one extra forward per chunk, in the same compiled call). Both are traced into
+one graph, so a feature extractor that is a *different* Cell with the same Parameter names as the
+classifier is refused by MindSpore; use a view of the classifier itself (`xaifn.network_view`).
+"""
+import mindspore as ms
+from mindspore import ops
+
+from xaifn import _cache, _checks
+from xaifn._chunked import perturbation_sums
+from xaifn._views import evaluable
+from xaifn.rise import DEFAULT_CHUNK, check_perturbation_call
+
+EPS = 2.22e-16
+
+
+def inlier_weight(inlier_scores, s_min, s_max):
+    """The clipped, rescaled inlier score of each image (B,), given per-image s_min and s_max."""
+    best = inlier_scores.max(axis=1)
+    clipped = ops.minimum(ops.maximum(best, s_min), s_max)
+    return (clipped - s_min) / (s_max - s_min + EPS)
+
+
+def weighted_probability_fn(net_fn, activation_fn, inlier_fn):
+    """(images, aux = [s_min, s_max] per image) -> s_i * sigma(f(images)), the RISEPlus score."""
+    def weighted(images, aux):
+        weights = inlier_weight(inlier_fn(images), aux[:, 0], aux[:, 1])
+        return activation_fn(net_fn(images)) * weights.expand_dims(1)
+    return weighted
+
+
+def _max_score_kernel(inlier_fn):
+    @ms.jit
+    def max_score(images):
+        return inlier_fn(images).max(axis=1)
+    return max_score
+
+
+def rise_plus(net_fn, activation_fn, inlier_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK):
+    """RISEPlus saliency (N, l, H, W); arguments as `xaifn.rise`, plus `inlier_fn`.
+
+    Example:
+        >>> import numpy as np, mindspore as ms, xaifn
+        >>> from mindspore import nn
+        >>> from xaifn import ood
+        >>> from xaifn.models import LeNet5
+        >>> net = LeNet5()
+        >>> features = xaifn.network_view(net, output_features=True)  # penultimate layer
+        >>> inlier = ood.inlier_fn(ood.init(0, 84, 10), features)
+        >>> x = ms.Tensor(np.random.rand(2, 3, 32, 32), ms.float32)
+        >>> masks = xaifn.rise_masks(seed=0, num_masks=32, size=(32, 32))
+        >>> xaifn.rise_plus(net, nn.Softmax(), inlier, x, 5, masks).shape
+        (2, 1, 32, 32)
+    """
+    _checks.check_callable(inlier_fn, "inlier_fn")
+    labels, chunk = check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
+    masks = _checks.check_masks(masks, *inputs.shape[2:])
+    max_score = _cache.cached(inlier_fn, ("max_score",), lambda: _max_score_kernel(inlier_fn))
+    s_max = max_score(inputs)
+    s_min = max_score(ops.zeros((1,) + tuple(inputs.shape[1:]), inputs.dtype))
+    aux = ops.stack([ops.broadcast_to(s_min, s_max.shape), s_max], axis=1)
+    build = lambda: weighted_probability_fn(evaluable(net_fn), activation_fn, inlier_fn)  # noqa: E731
+    sums = perturbation_sums(build, inputs, labels, masks, chunk,
+                             (net_fn, ("rise_plus", activation_fn, inlier_fn)), aux=aux)
+    return sums / masks.shape[0]
