@@ -54,13 +54,13 @@ class _Residual(nn.Cell):
 
 
 class SmallResNet(nn.Cell):
-    """A ResNet-style CNN: stem, three residual stages (16, 32, 64 channels), global pooling."""
+    """A ResNet-style CNN: a stride-2 stem, three residual stages (16, 32, 64 channels), global pooling."""
 
     def __init__(self, num_class=10, num_channel=3, widths=(16, 32, 64)):
         super().__init__()
         self.num_features = widths[-1]
         self.output_features = False
-        self.stem = nn.SequentialCell([nn.Conv2d(num_channel, widths[0], 3, pad_mode="pad", padding=1),
+        self.stem = nn.SequentialCell([nn.Conv2d(num_channel, widths[0], 3, stride=2, pad_mode="pad", padding=1),
                                        nn.BatchNorm2d(widths[0]), nn.ReLU()])
         stages, channels = [], widths[0]
         for i, width in enumerate(widths):
