@@ -205,3 +205,98 @@ def zoo():
         set_params=set_params, random_params=random_params, twin=twin,
         graph_mode=graph_mode_context, explainer=explainer,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Perturbation methods (Occlusion, RISE): a linear network and float64 numpy references.
+# --------------------------------------------------------------------------------------------
+
+class LinearNet(nn.Cell):
+    """Flatten -> Dense: with sigma = identity, occluding a window changes logit t by exactly
+    sum_{p in window} W_t,p (x_p - baseline), so Occlusion has a closed form on it."""
+
+    def __init__(self, shape=(1, 6, 6), num_class=3):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc = nn.Dense(int(np.prod(shape)), num_class)
+
+    def construct(self, x):
+        return self.fc(self.flatten(x))
+
+
+def identity(logits):
+    """sigma = identity (a plain function defined in a file, so that ms.jit can parse it)."""
+    return logits
+
+
+def softmax_fn(logits):
+    """sigma = softmax as a plain function calling ops.softmax."""
+    return ops.softmax(logits, axis=-1)
+
+
+def linear_net(shape=(1, 6, 6), num_class=3, seed=0, scale=0.5):
+    """A LinearNet with mixed-sign random weights; returns (net, W (L, D) float64, b (L,) float64)."""
+    net = LinearNet(shape, num_class)
+    set_params(net, random_params(net, seed, scale))
+    return net, net.fc.weight.asnumpy().astype(np.float64), net.fc.bias.asnumpy().astype(np.float64)
+
+
+def softmax_np(z):
+    """Row softmax in float64."""
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@pytest.fixture(scope="session")
+def pzoo():
+    """Helpers of the perturbation tests (test_perturbation*.py, test_masks.py), as one namespace."""
+    return types.SimpleNamespace(LinearNet=LinearNet, linear_net=linear_net, identity=identity,
+                                 softmax_fn=softmax_fn, softmax_np=softmax_np)
+
+
+# --------------------------------------------------------------------------------------------
+# OoDNet and RISEPlus (test_ood*.py, test_rise_plus.py): a tiny classifier with the OoDNet contract.
+# --------------------------------------------------------------------------------------------
+
+class FeatureNet(nn.Cell):
+    """Conv 3x3 -> nn.ReLU -> AvgPool 2 -> Flatten -> Dense -> nn.ReLU (the features) -> Dense.
+
+    Has the OoDNet contract: `num_features` (int) and `output_features` (bool; True returns the
+    (N, num_features) features). Any even H, W; compiles much faster than LeNet5.
+    """
+
+    def __init__(self, num_class=5, channels=3, size=(8, 8), num_features=6):
+        super().__init__()
+        self.num_features = num_features
+        self.output_features = False
+        self.conv = nn.Conv2d(channels, 4, 3, pad_mode="same", has_bias=True)
+        self.relu = nn.ReLU()
+        self.pool = nn.AvgPool2d(kernel_size=2, stride=2)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Dense(4 * (size[0] // 2) * (size[1] // 2), num_features)
+        self.fc2 = nn.Dense(num_features, num_class)
+
+    def construct(self, x):
+        x = self.relu(self.fc1(self.flatten(self.pool(self.relu(self.conv(x))))))
+        if self.output_features:
+            return x
+        return self.fc2(x)
+
+
+def he_init(net, seed):
+    """Deterministic He-normal weights and small random biases, from numpy (no global seed)."""
+    rng = np.random.default_rng(seed)
+    for p in net.get_parameters():
+        if p.name.endswith("weight"):
+            value = rng.normal(0, np.sqrt(2 / int(np.prod(p.shape[1:]))), p.shape)
+        else:
+            value = rng.normal(0, 0.1, p.shape)
+        p.set_data(ms.Tensor(value, ms.float32))
+    return net
+
+
+@pytest.fixture(scope="session")
+def ood_zoo():
+    """Helpers of the OoDNet/RISEPlus tests, as one namespace."""
+    return types.SimpleNamespace(FeatureNet=FeatureNet, he_init=he_init)

@@ -11,7 +11,7 @@ from xaifn.masks import OcclusionWindows, RiseMasks, rise_masks
 from xaifn.occlusion import occlusion
 from xaifn.rise import rise
 from xaifn.rise_plus import rise_plus
-from xaifn import ood
+from xaifn import ood, visual
 from xaifn.gradients import (channel_max_abs, deconvolution, gradient, guided_backprop, input_gradient,
                              saliency, target_logit_sum)
 
@@ -21,5 +21,5 @@ __all__ = [
     "channel_max_abs", "deconvolution", "gradcam", "gradcam_map", "gradient", "guided_backprop",
     "input_gradient", "layer_activation_gradient", "layer_probe_view", "relu_rule_view", "saliency",
     "target_logit_sum", "OcclusionWindows", "RiseMasks", "rise_masks", "occlusion", "rise",
-    "rise_plus", "ood", "network_view",
+    "rise_plus", "ood", "network_view", "visual",
 ]
