@@ -1,11 +1,13 @@
 """Benchmark the gradient family and GradCAM against the network's own compiled passes.
 
-For each network, every explanation method is timed against two baselines built from the same
+For each network, every explanation method is timed against baselines built from the same
 network in eval mode:
 
 * ``fwd``      -- the network's compiled forward, ``ms.jit(lambda x: net(x))``;
 * ``fwd+bwd``  -- the network's compiled forward+backward, an ``ms.jit`` function calling
-                  ``ms.grad`` of the one-hot-weighted target logits w.r.t. the input.
+                  ``ms.grad`` of the one-hot-weighted target logits w.r.t. the input;
+* ``fwd+bwd A/A`` -- a second, separately compiled copy of ``fwd+bwd``, timed like a method: an
+                  A/A control whose ratio (ideally 1.000) shows the measurement noise.
 
 Reported per method: the first call on a fresh network object (compile, validation and shape
 discovery included), the warm median over interleaved repeats (the order of the functions is
@@ -39,7 +41,9 @@ from xaifn.models import LeNet5, SmallResNet  # noqa: E402  pylint: disable=wron
 #: method name -> (target ratio to fwd+bwd)
 TARGETS = {"gradient": 1.15, "deconvolution": 1.15, "guided_backprop": 1.15, "gradcam": 1.0}
 METHODS = tuple(TARGETS)
-BASELINES = ("fwd", "fwd+bwd")
+#: "fwd+bwd A/A" is a second, separately compiled copy of fwd+bwd: its ratio (ideally 1.000)
+#: shows how much of a method's deviation from 1 is measurement noise.
+BASELINES = ("fwd", "fwd+bwd", "fwd+bwd A/A")
 MIN_ROUNDS = 3  # warm rounds run even when the time budget is spent
 NUM_CLASSES = 10
 
@@ -58,7 +62,7 @@ def case_configs(quick):
         dict(name="LeNet5", factory=LeNet5, shape=(32, 3, 32, 32), layer="conv2", repeats=40,
              budget_s=60),
         dict(name="SmallResNet", factory=SmallResNet, shape=(8, 3, 64, 64), layer="stages.2",
-             repeats=10, budget_s=170),
+             repeats=10, budget_s=160),
     ]
 
 
@@ -123,9 +127,11 @@ def run_case(cfg, log):
 
     calls, first = {}, {}
     # Baselines: one fresh network, compiled once; the first call includes the compile.
-    forward, forward_backward = make_baselines(fresh_network(cfg["factory"]))
+    baseline_net = fresh_network(cfg["factory"])
+    forward, forward_backward = make_baselines(baseline_net)
     calls["fwd"] = (forward, (inputs,))
     calls["fwd+bwd"] = (forward_backward, (inputs, onehot))
+    calls["fwd+bwd A/A"] = (make_baselines(baseline_net)[1], (inputs, onehot))
     for name in BASELINES:
         fn, args = calls[name]
         first[name] = timed(fn, *args)
@@ -214,7 +220,8 @@ LEGEND = ("first call: fresh network object, includes validation, shape discover
           "Ratios are to the network's compiled fwd+bwd: × fwd+bwd = ratio of warm wall-clock "
           "medians (the one judged against the target); paired = median of per-round ratios; "
           "min/min = ratio of fastest calls; CPU-time = ratio of median process CPU time. "
-          "× fwd = ratio of warm medians to the compiled forward alone.")
+          "× fwd = ratio of warm medians to the compiled forward alone. fwd+bwd A/A: a second "
+          "compiled copy of fwd+bwd, timed like a method; its distance from 1.000 is the noise.")
 
 
 def main(argv=None):
@@ -268,7 +275,7 @@ def main(argv=None):
     busiest = max(env["load_before"][0], env["load_after"][0])
     if busiest > 1.5 * (env["cpus"] or 1):
         print(f"WARNING: load average {busiest:.1f} on {env['cpus']} CPUs: other processes competed "
-              "for the cores, so wall-clock ratios are noisy; trust min/min and repeat when idle.")
+              "for the cores, so wall-clock ratios are noisy (see the fwd+bwd A/A row); repeat when idle.")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(dict(environment=env, quick=args.quick, results=results, table=table),

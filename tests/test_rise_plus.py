@@ -209,13 +209,31 @@ def test_constant_inlier_gives_zero_weights(global_case):
     np.testing.assert_array_equal(got, np.zeros((2, 1, 8, 8)))
 
 
+def prototype_head(net, x, seed=1):
+    """OoD parameters whose first head rows are the features of the images x: o(x_n) is then
+    near the largest possible cosine score, so the weights of masked images spread over [0, 1]."""
+    params = ood.init(seed, net.num_features, 5)
+    head = params["head"].asnumpy()
+    head[:len(x)] = xaifn.network_view(net, output_features=True)(x).asnumpy()
+    params["head"] = ms.Tensor(head)
+    return params
+
+
+def weights_with_ood_head(net, params, x, masks):
+    """The reference weights s_ni, from eager MindSpore features and scores."""
+    features = xaifn.network_view(net, output_features=True)
+
+    def inlier_np(images):
+        return ood.scores(params, features(ms.Tensor(images, ms.float32))).asnumpy().astype(np.float64)
+    return inlier_weights_np(inlier_np, np.asarray(x, np.float64), np.asarray(masks, np.float64))[0]
+
+
 def test_functional_matches_formula_with_ood_head(ood_zoo):
     """With xaifn.ood.inlier_fn on a classifier's view; probabilities and scores taken eagerly."""
     net = ood_zoo.he_init(ood_zoo.FeatureNet(num_class=5), seed=0)
     features = xaifn.network_view(net, output_features=True)
-    params = ood.init(1, 6, 5)
-    rng = np.random.default_rng(8)
-    x = rng.random((2, 3, 8, 8), np.float32)
+    x = np.random.default_rng(8).random((2, 3, 8, 8), np.float32)
+    params = prototype_head(net, ms.Tensor(x))
     masks = xaifn.rise_masks(seed=2, num_masks=16, size=(8, 8))
     targets = np.array([[3, 4], [0, 3]])
     got = xaifn.rise_plus(net, nn.Softmax(), ood.inlier_fn(params, features), ms.Tensor(x),
@@ -227,8 +245,8 @@ def test_functional_matches_formula_with_ood_head(ood_zoo):
     def inlier_np(images):
         return ood.scores(params, features(ms.Tensor(images, ms.float32))).asnumpy().astype(np.float64)
 
-    weights, _, _, _ = inlier_weights_np(inlier_np, x.astype(np.float64), masks.astype(np.float64))
-    assert weights.std() > 0.05                      # the weights do vary: not plain RISE
+    weights = weights_with_ood_head(net, params, x, masks)
+    assert (weights < 0.01).any() and (weights > 0.99).any() and ((weights > 0.1) & (weights < 0.9)).any()
     assert_close(got, rise_plus_np(probs_np, inlier_np, x, targets, masks), rtol=1e-5)
 
 
@@ -282,15 +300,24 @@ def _state(cell):
     return {p.name: p.asnumpy().copy() for p in cell.get_parameters()}
 
 
-def test_functional_leaves_the_network_untouched():
-    net = LeNet5(num_class=10)
+def _net(ood_zoo, seed=0):
+    """A FeatureNet (5 classes, 6 features, 3 x 8 x 8 inputs) with He-normal weights."""
+    return ood_zoo.he_init(ood_zoo.FeatureNet(num_class=5), seed)
+
+
+def _images(seed, n=2):
+    return ms.Tensor(np.random.default_rng(seed).random((n, 3, 8, 8)), ms.float32)
+
+
+def test_functional_leaves_the_network_untouched(ood_zoo):
+    net = _net(ood_zoo)
     net.set_train(True)
     before = _state(net)
     features = xaifn.network_view(net, output_features=True)
-    params = ood.init(0, 84, 10)
+    params = ood.init(0, 6, 5)
     head_before = {k: v.asnumpy().copy() for k, v in params.items()}
-    x = ms.Tensor(np.random.default_rng(0).random((2, 3, 32, 32)), ms.float32)
-    xaifn.rise_plus(net, nn.Softmax(), ood.inlier_fn(params, features), x, 1, xaifn.rise_masks(0, 8, (32, 32)))
+    xaifn.rise_plus(net, nn.Softmax(), ood.inlier_fn(params, features), _images(0), 1,
+                    xaifn.rise_masks(0, 8, (8, 8)))
     assert net.training is True and net.output_features is False
     assert features.output_features is True
     for name, value in _state(net).items():
@@ -303,33 +330,37 @@ def test_functional_leaves_the_network_untouched():
 # Class RISEPlus
 # --------------------------------------------------------------------------------------------
 
+def _as_checkpoint(params):
+    """ood params as the {name: Parameter} dict that ms.load_param_into_net takes."""
+    return {k: ms.Parameter(v.copy(), name=k) for k, v in params.items()}
+
+
 @pytest.fixture(scope="module")
-def lenet_setup():
-    net = LeNet5(num_class=10)
-    ood_net = OoDNet(net, 10)
-    x = ms.Tensor(np.random.default_rng(1).random((2, 3, 32, 32)), ms.float32)
+def class_setup(ood_zoo):
+    net = _net(ood_zoo)
+    ood_net = OoDNet(net, 5)
+    x = _images(1)
+    ms.load_param_into_net(ood_net, _as_checkpoint(prototype_head(net, x)))
     return net, ood_net, x
 
 
-def _head_values(seed):
-    """Head parameters (as for load_param_into_net) that differ from OoDNet's initial ones."""
-    return {k: ms.Parameter(v, name=k) for k, v in ood.init(seed, 84, 10).items()}
-
-
-def test_class_equals_functional_with_the_same_masks(lenet_setup):
-    net, ood_net, x = lenet_setup
+def test_class_equals_functional_with_the_same_masks(class_setup):
+    net, ood_net, x = class_setup
     explainer = RISEPlus(ood_net, net, activation_fn=nn.Softmax(), perturbation_per_eval=16, seed=4,
                          num_masks=20)
-    got = explainer(x, ms.Tensor([[1, 2], [3, 4]], ms.int32))
+    targets = ms.Tensor([[1, 2], [3, 4]], ms.int32)
+    got = explainer(x, targets)
     features = xaifn.network_view(net, output_features=True)
-    expected = xaifn.rise_plus(net, nn.Softmax(), ood.inlier_fn(ood_net.params(), features), x,
-                               ms.Tensor([[1, 2], [3, 4]], ms.int32), xaifn.rise_masks(4, 20, (32, 32)))
-    assert got.shape == (2, 2, 32, 32)
+    expected = xaifn.rise_plus(net, nn.Softmax(), ood.inlier_fn(ood_net.params(), features), x, targets,
+                               xaifn.rise_masks(4, 20, (8, 8)))
+    assert got.shape == (2, 2, 8, 8)
     assert_close(got, expected.asnumpy(), rtol=1e-6)
+    assert explainer(x, 3).shape == (2, 1, 8, 8)
+    assert explainer(x, ms.Tensor([0, 4], ms.int32)).shape == (2, 1, 8, 8)
 
 
-def test_class_same_seed_identical_maps(lenet_setup):
-    net, ood_net, x = lenet_setup
+def test_class_same_seed_identical_maps(class_setup):
+    net, ood_net, x = class_setup
     a = RISEPlus(ood_net, net, nn.Softmax(), seed=7, num_masks=16)
     b = RISEPlus(ood_net, net, nn.Softmax(), seed=7, num_masks=16)
     c = RISEPlus(ood_net, net, nn.Softmax(), seed=8, num_masks=16)
@@ -337,12 +368,10 @@ def test_class_same_seed_identical_maps(lenet_setup):
     np.testing.assert_array_equal(a(x, 3).asnumpy(), first)
     np.testing.assert_array_equal(b(x, 3).asnumpy(), first)
     assert not np.array_equal(c(x, 3).asnumpy(), first)
-    unseeded = RISEPlus(ood_net, net, nn.Softmax(), num_masks=16)
-    assert not np.array_equal(unseeded(x, 3).asnumpy(), unseeded(x, 3).asnumpy())
 
 
-def test_class_leaves_network_and_ood_net_untouched(lenet_setup):
-    net, ood_net, x = lenet_setup
+def test_class_leaves_network_and_ood_net_untouched(class_setup):
+    net, ood_net, x = class_setup
     net.set_train(True)
     try:
         before, head_before = _state(net), _state(ood_net)
@@ -357,21 +386,22 @@ def test_class_leaves_network_and_ood_net_untouched(lenet_setup):
         net.set_train(False)
 
 
-def test_class_honours_new_ood_weights():
-    net = LeNet5(num_class=10)
-    ood_net = OoDNet(net, 10)
-    x = ms.Tensor(np.random.default_rng(2).random((2, 3, 32, 32)), ms.float32)
+def test_class_honours_new_ood_weights(ood_zoo):
+    net = _net(ood_zoo)
+    ood_net = OoDNet(net, 5)
+    x = _images(2)
+    masks = xaifn.rise_masks(3, 20, (8, 8))
     explainer = RISEPlus(ood_net, net, nn.Softmax(), seed=3, num_masks=20)
-    first = explainer(x, 5).asnumpy()
-    ms.load_param_into_net(ood_net, _head_values(11))
-    second = explainer(x, 5).asnumpy()
-    features = xaifn.network_view(net, output_features=True)
-    params = ood.init(11, 84, 10)
+    first = explainer(x, 4).asnumpy()
+    params = prototype_head(net, x, seed=11)
+    ms.load_param_into_net(ood_net, _as_checkpoint(params))
+    second = explainer(x, 4).asnumpy()
     np.testing.assert_array_equal(ood_net.head.asnumpy(), params["head"].asnumpy())
-    expected = xaifn.rise_plus(net, nn.Softmax(), ood.inlier_fn(params, features), x, 5,
-                               xaifn.rise_masks(3, 20, (32, 32))).asnumpy()
+    assert weights_with_ood_head(net, params, x, masks).std() > 0.1
+    features = xaifn.network_view(net, output_features=True)
+    expected = xaifn.rise_plus(net, nn.Softmax(), ood.inlier_fn(params, features), x, 4, masks).asnumpy()
+    assert not np.allclose(expected, first, rtol=1e-3, atol=1e-3 * np.abs(expected).max())
     assert_close(second, expected, rtol=1e-6)
-    assert not np.allclose(second, first, rtol=1e-3, atol=1e-3 * np.abs(first).max())
 
 
 def _new_classifier_values(net, seed):
@@ -380,57 +410,62 @@ def _new_classifier_values(net, seed):
                                  name=p.name) for p in net.get_parameters()}
 
 
-def _twin(values):
-    net = LeNet5(num_class=10)
+def _twin(ood_zoo, values):
+    net = ood_zoo.FeatureNet(num_class=5)
     ms.load_param_into_net(net, {k: ms.Parameter(v.asnumpy(), name=k) for k, v in values.items()})
     return net
 
 
-def test_functional_honours_new_classifier_weights():
-    """A checkpoint loaded into the classifier after a first call: the same inlier function
-    (a view of the classifier) must see the new weights, for s_min/s_max as for the masked images."""
-    net = LeNet5(num_class=10)
-    params = ood.init(1, 84, 10)
+def test_functional_honours_new_classifier_weights(ood_zoo):
+    """A checkpoint loaded into the classifier after a first call: the same inlier function (on a
+    view of the classifier) must see the new weights, for s_min/s_max as for the masked images."""
+    net = _net(ood_zoo)
+    x = _images(3)
+    params = prototype_head(net, x)
     inlier = ood.inlier_fn(params, xaifn.network_view(net, output_features=True))
-    x = ms.Tensor(np.random.default_rng(3).random((2, 3, 32, 32)), ms.float32)
-    masks = xaifn.rise_masks(seed=0, num_masks=24, size=(32, 32))
+    masks = xaifn.rise_masks(seed=0, num_masks=24, size=(8, 8))
     first = xaifn.rise_plus(net, nn.Softmax(), inlier, x, 3, masks).asnumpy()
     values = _new_classifier_values(net, 4)
     ms.load_param_into_net(net, values)
     second = xaifn.rise_plus(net, nn.Softmax(), inlier, x, 3, masks).asnumpy()
-    twin = _twin(values)
-    fresh = xaifn.rise_plus(twin, nn.Softmax(), ood.inlier_fn(params, xaifn.network_view(twin, output_features=True)),
+    twin = _twin(ood_zoo, values)
+    assert weights_with_ood_head(twin, params, x.asnumpy(), masks).std() > 0.1
+    fresh = xaifn.rise_plus(twin, nn.Softmax(),
+                            ood.inlier_fn(params, xaifn.network_view(twin, output_features=True)),
                             x, 3, masks).asnumpy()
     assert not np.allclose(fresh, first, rtol=1e-3, atol=1e-3 * np.abs(fresh).max())
     assert_close(second, fresh, rtol=1e-5)
 
 
-def test_class_honours_new_classifier_weights():
-    net = LeNet5(num_class=10)
-    ood_net = OoDNet(net, 10)
-    ms.load_param_into_net(ood_net, _head_values(1))
-    x = ms.Tensor(np.random.default_rng(3).random((2, 3, 32, 32)), ms.float32)
+def test_class_honours_new_classifier_weights(ood_zoo):
+    net = _net(ood_zoo)
+    ood_net = OoDNet(net, 5)
+    x = _images(3)
+    params = prototype_head(net, x)
+    ms.load_param_into_net(ood_net, _as_checkpoint(params))
     explainer = RISEPlus(ood_net, net, nn.Softmax(), seed=0, num_masks=24)
     first = explainer(x, 3).asnumpy()
     values = _new_classifier_values(net, 4)
     ms.load_param_into_net(net, values)
     second = explainer(x, 3).asnumpy()
-    twin = _twin(values)
-    twin_ood = OoDNet(twin, 10)
-    ms.load_param_into_net(twin_ood, _head_values(1))
+    twin = _twin(ood_zoo, values)
+    assert weights_with_ood_head(twin, params, x.asnumpy(), xaifn.rise_masks(0, 24, (8, 8))).std() > 0.1
+    twin_ood = OoDNet(twin, 5)
+    ms.load_param_into_net(twin_ood, _as_checkpoint(params))
     fresh = RISEPlus(twin_ood, twin, nn.Softmax(), seed=0, num_masks=24)(x, 3).asnumpy()
     assert not np.allclose(fresh, first, rtol=1e-3, atol=1e-3 * np.abs(fresh).max())
     assert_close(second, fresh, rtol=1e-5)
 
 
-def test_class_ood_net_on_a_twin_of_the_network():
+def test_class_ood_net_on_a_twin_of_the_network(ood_zoo):
     """RISEPlus(ood_net, network) where ood_net.underlying is another Cell with the same weights
     (e.g. the classifier loaded twice from one checkpoint): the same map, or a clear error."""
-    net = LeNet5(num_class=10)
-    twin = _twin({p.name: p for p in net.get_parameters()})
-    x = ms.Tensor(np.random.default_rng(5).random((2, 3, 32, 32)), ms.float32)
-    own = OoDNet(net, 10)
-    other = OoDNet(twin, 10)
+    net = _net(ood_zoo)
+    twin = _twin(ood_zoo, {p.name: p for p in net.get_parameters()})
+    x = _images(5)
+    own, other = OoDNet(net, 5), OoDNet(twin, 5)
+    for ood_net in (own, other):
+        ms.load_param_into_net(ood_net, _as_checkpoint(prototype_head(net, x)))
     expected = RISEPlus(own, net, nn.Softmax(), seed=1, num_masks=16)(x, 2).asnumpy()
     try:
         got = RISEPlus(other, net, nn.Softmax(), seed=1, num_masks=16)(x, 2).asnumpy()
@@ -475,17 +510,17 @@ def test_functional_rejects_bad_call(hand_case):
     (lambda net, ood_net: RISEPlus(ood_net, net, nn.Softmax(), perturbation_per_eval="32"), TypeError),
     (lambda net, ood_net: RISEPlus(ood_net, net, nn.Softmax(), perturbation_per_eval=True), TypeError),
 ])
-def test_class_rejects_bad_arguments(lenet_setup, make, error):
-    net, ood_net, _ = lenet_setup
+def test_class_rejects_bad_arguments(class_setup, make, error):
+    net, ood_net, _ = class_setup
     with pytest.raises(error):
         make(net, ood_net)
 
 
-def test_class_rejects_bad_inputs_and_targets(lenet_setup):
-    net, ood_net, x = lenet_setup
+def test_class_rejects_bad_inputs_and_targets(class_setup):
+    net, ood_net, x = class_setup
     explainer = RISEPlus(ood_net, net, nn.Softmax(), seed=0, num_masks=4)
     with pytest.raises(ValueError):
-        explainer(x, 10)
+        explainer(x, 5)
     with pytest.raises(ValueError):
         explainer(x, ms.Tensor([1, 2, 3], ms.int32))
     with pytest.raises(TypeError):

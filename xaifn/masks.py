@@ -84,8 +84,7 @@ class RiseMasks(_MaskSet):
 
     def _render(self, start, stop):
         height, width = self.shape[2:]
-        up = np.einsum("hi,kij,wj->khw", self._up_h, self._grids[start:stop].astype(np.float64),
-                       self._up_w)
+        up = self._up_h @ self._grids[start:stop].astype(np.float64) @ self._up_w.T  # (k, H', W')
         masks = np.empty((stop - start, 1, height, width), np.float32)
         for i, (top, left) in enumerate(self._offsets[start:stop]):
             masks[i, 0] = up[i, top:top + height, left:left + width]

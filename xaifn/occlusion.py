@@ -16,8 +16,8 @@ from xaifn.rise import DEFAULT_CHUNK, check_perturbation_call, probability_fn
 
 
 def default_window(size):
-    """The original package's window and stride for an image side `size`."""
-    return (size // 32, size // 32) if size > 32 else (3, 1)
+    """The original package's window and stride for an image side `size` (window <= size)."""
+    return (size // 32, size // 32) if size > 32 else (min(3, size), 1)
 
 
 def occlusion(net_fn, activation_fn, inputs, targets, window=None, stride=None, baseline=0.0,
@@ -53,7 +53,6 @@ def occlusion(net_fn, activation_fn, inputs, targets, window=None, stride=None, 
     occluded = perturbation_sums(build, inputs, labels, windows, chunk, key,   # sum_w p_w * W_w
                                  keep=False, baseline=baseline)
     count = windows.coverage                                                   # windows per pixel
-    covered = ms.Tensor(count > 0)
-    divisor = ms.Tensor(np.maximum(count, 1), inputs.dtype)
+    divisor = ms.Tensor(np.maximum(count, 1), inputs.dtype)                    # uncovered: 0 / 1
     differences = original.reshape(original.shape + (1, 1)) * ms.Tensor(count, inputs.dtype) - occluded
-    return (differences / divisor) * covered.astype(inputs.dtype)
+    return differences / divisor
