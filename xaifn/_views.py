@@ -45,7 +45,7 @@ class _LayerProbe(nn.Cell):
     """Wraps a layer: output A + probe (a zero Parameter); A is written into `store`."""
 
     def __init__(self, layer, shape, dtype):
-        super().__init__()
+        super().__init__(auto_prefix=False)  # a prefix would rename the user's shared Parameters
         self.layer = layer
         zeros = ms.Tensor(np.zeros(shape), dtype)
         self.probe = ms.Parameter(zeros, name="xaifn_probe", requires_grad=True)
@@ -61,7 +61,7 @@ class _LayerTap(nn.Cell):
     """Wraps a layer and records the shape of each of its outputs (eager runs only)."""
 
     def __init__(self, layer):
-        super().__init__()
+        super().__init__(auto_prefix=False)  # a prefix would rename the user's shared Parameters
         self.layer = layer
         self.shapes = []
 
