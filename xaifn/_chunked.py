@@ -54,7 +54,7 @@ def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, k
     n, num_targets = labels.shape
     num_masks, height, width = masks.shape[0], masks.shape[2], masks.shape[3]
     block = min(n, chunk)
-    per_step = max(1, chunk // block)
+    per_step = min(max(1, chunk // block), num_masks)  # no padding beyond the masks there are
     dtype = inputs.dtype
     aux = ms.Tensor(np.zeros((n, 1)), dtype) if aux is None else aux
     base = ms.Tensor(baseline, dtype)
