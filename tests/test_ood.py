@@ -461,19 +461,20 @@ def test_fit_reduces_the_loss(feature_batches):
     assert losses[-1] < 0.5 * losses[0]
 
 
-def test_fit_with_features_fn_equals_fit_on_features():
-    net = LeNet5(num_class=3)
+def test_fit_with_features_fn_equals_fit_on_features(ood_zoo):
+    net = ood_zoo.he_init(ood_zoo.FeatureNet(num_class=3), seed=0)
     features_fn = xaifn.network_view(net, output_features=True)
     rng = np.random.default_rng(5)
-    images = rng.random((8, 3, 32, 32), np.float32)
+    images = rng.random((8, 3, 8, 8), np.float32)
     labels = (np.arange(8) % 3).astype(np.int32)
     image_batches = [(ms.Tensor(images[i:i + 4]), ms.Tensor(labels[i:i + 4])) for i in (0, 4)]
     feature_batches = [(features_fn(x), y) for x, y in image_batches]
-    params = ood.init(0, 84, 3)
+    params = ood.init(0, net.num_features, 3)
     from_images, _, _ = ood.fit(params, image_batches, features_fn, epochs=2, lr=0.1)
     from_features, _, _ = ood.fit(params, feature_batches, epochs=2, lr=0.1)
     for key in ALL_KEYS:
         assert_close(from_images[key], from_features[key].asnumpy(), rtol=1e-5)
+    assert not np.allclose(from_images["head"].asnumpy(), params["head"].asnumpy())
     assert net.output_features is False
 
 

@@ -354,8 +354,10 @@ class RISEPlus(RISE):
         self._inlier = (None, None)
 
     def _inlier_fn(self):
-        """ood_net's inlier score; renewed when its Parameters' storage moved (checkpoint loads)."""
-        version = tuple(p.data_ptr() for p in self._ood_net.get_parameters())
+        """ood_net's inlier score; renewed when the storage of its head's or its underlying
+        network's Parameters moved (a checkpoint was loaded)."""
+        cells = (self._ood_net, self._ood_net.underlying)
+        version = tuple(p.data_ptr() for cell in cells for p in cell.get_parameters())
         if self._inlier[0] != version:
             features = self._ood_net._features  # pylint: disable=protected-access
             self._inlier = (version, ood.inlier_fn(self._ood_net.params(), features))

@@ -63,11 +63,19 @@ def rise_plus(net_fn, activation_fn, inlier_fn, inputs, targets, masks, chunk=DE
     _checks.check_callable(inlier_fn, "inlier_fn")
     labels, chunk = check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
     masks = _checks.check_masks(masks, *inputs.shape[2:])
-    max_score = _cache.cached(inlier_fn, ("max_score",), lambda: _max_score_kernel(inlier_fn))
+    # keyed on the network, like the main kernel: rebuilt when a checkpoint is loaded into it
+    max_score = _cache.cached(net_fn, ("max_score", inlier_fn), lambda: _max_score_kernel(inlier_fn))
     s_max = max_score(inputs)
     s_min = max_score(ops.zeros((1,) + tuple(inputs.shape[1:]), inputs.dtype))
     aux = ops.stack([ops.broadcast_to(s_min, s_max.shape), s_max], axis=1)
     build = lambda: weighted_probability_fn(evaluable(net_fn), activation_fn, inlier_fn)  # noqa: E731
-    sums = perturbation_sums(build, inputs, labels, masks, chunk,
-                             (net_fn, ("rise_plus", activation_fn, inlier_fn)), aux=aux)
+    try:
+        sums = perturbation_sums(build, inputs, labels, masks, chunk,
+                                 (net_fn, ("rise_plus", activation_fn, inlier_fn)), aux=aux)
+    except RuntimeError as error:
+        if "already exists" not in str(error):
+            raise
+        raise ValueError("`inlier_fn` uses Parameters whose names clash with those of `net_fn` (a second "
+                         "copy of the same network?). Build the OoD features from the explained network "
+                         "itself, e.g. xaifn.network_view(net, output_features=True).") from None
     return sums / masks.shape[0]
