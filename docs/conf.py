@@ -4,8 +4,8 @@ Build (warnings are errors, as in tests/test_docs.py):
 
     sphinx-build -W -b html docs docs/_build/html
 
-Pages are reStructuredText; the plain-Markdown notes docs/methods.md and docs/design.md stay as the
-specification the pages are written from (they are not Sphinx sources). The pictures under
+Pages are reStructuredText; the plain-Markdown note docs/methods.md stays as the specification the
+method pages are written from (it is not a Sphinx source). The pictures under
 docs/_static/ were made once by ``python -m xaifn demo --quick`` and are committed: the build runs
 no network and needs no internet.
 """
@@ -60,41 +60,3 @@ html_theme_options = {
     "sidebar_width": "230px",
 }
 html_show_sourcelink = False
-
-
-# ------------------------------------------------------------------------------------------------
-# Docstrings are written for `help()` too, where |x| is an absolute value or a norm. In
-# reStructuredText |x| is a substitution reference ("Undefined substitution referenced"), so the
-# bars of prose lines are escaped here, leaving doctest and literal blocks and ``literals`` alone.
-# ------------------------------------------------------------------------------------------------
-
-def _escape_bars_in_prose(line):
-    parts = line.split("``")
-    for i in range(0, len(parts), 2):  # even parts are outside ``inline literals``
-        parts[i] = parts[i].replace("|", "\\ \\|\\ ")
-    return "``".join(parts)
-
-
-def escape_absolute_value_bars(app, what, name, obj, options, lines):  # pylint: disable=unused-argument
-    """autodoc-process-docstring: make `|x|` in docstring prose render as |x|."""
-    literal_indent, in_doctest = None, False
-    for i, line in enumerate(lines):
-        stripped = line.strip()
-        indent = len(line) - len(line.lstrip())
-        if literal_indent is not None:
-            if not stripped or indent > literal_indent:
-                continue
-            literal_indent = None
-        if stripped.startswith(">>>"):
-            in_doctest = True
-        if in_doctest:
-            in_doctest = bool(stripped)
-            continue
-        if stripped.endswith("::"):
-            literal_indent = indent
-        if "|" in line:
-            lines[i] = _escape_bars_in_prose(line)
-
-
-def setup(app):
-    app.connect("autodoc-process-docstring", escape_absolute_value_bars)

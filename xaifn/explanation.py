@@ -41,7 +41,7 @@ class _Attribution:
 
 
 class Gradient(_Attribution):
-    """Gradient saliency (`xaifn.gradient`): max over channels of |d f(x)[t] / dx|.
+    """Gradient saliency (`xaifn.gradient`): max over channels of abs(d f(x)[t] / dx).
 
     Example:
         >>> import numpy as np, mindspore as ms
@@ -116,7 +116,7 @@ class _Perturbation(_Attribution):
 
 
 class Occlusion(_Perturbation):
-    """Occlusion with the original's windows and baseline 0; returns |`xaifn.occlusion`|.
+    """Occlusion with the original's windows and baseline 0; returns abs(`xaifn.occlusion`).
 
     The functional `xaifn.occlusion` keeps the sign (positive where occluding lowers the target
     probability); this class returns its absolute value, as the original package's maps were

@@ -1,6 +1,6 @@
 """Gradient, Deconvolution and Guided Backpropagation.
 
-    map[n] = max_c | d(sum_m f(x)[m, t_m]) / dx[n, c] |        (N, 1, H, W), no normalisation
+    map[n] = max_c abs(d(sum_m f(x)[m, t_m]) / dx[n, c])        (N, 1, H, W), no normalisation
 
 with the gradient passed back through each `nn.ReLU` by the method's rule (methods.md):
 Gradient R*1[z>0], Deconvolution max(R, 0), Guided Backpropagation max(R*1[z>0], 0).
@@ -35,7 +35,7 @@ def input_gradient(net_fn, inputs, targets):
 
 
 def channel_max_abs(grads):
-    """The gradient family's channel reduction: max_c |g| with the channel axis kept. Traceable."""
+    """The gradient family's channel reduction: max_c abs(g) with the channel axis kept. Traceable."""
     return grads.abs().max(axis=1, keepdims=True)
 
 
@@ -80,7 +80,7 @@ def _explain(net_fn, inputs, targets, rule, name):
 
 
 def gradient(net_fn, inputs, targets):
-    """Gradient saliency: max over channels of |d f(x)[t] / dx|, shape (N, 1, H, W).
+    """Gradient saliency: max over channels of abs(d f(x)[t] / dx), shape (N, 1, H, W).
 
     Args:
         net_fn: an `nn.Cell` (evaluated through an eval-mode view sharing its Parameters) or any
