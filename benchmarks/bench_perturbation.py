@@ -4,7 +4,7 @@ Every perturbation method costs (number of perturbed images) forward passes; its
 network's compiled forward over the same number of images, in batches of the same chunk size,
 timed in the same run. Reported: seconds per call (first call = compile, separately), the ratio
 to that forward, the chunk-size sweep, RISEPlus relative to RISE on the same masks, OoD `fit`
-throughput, and the peak memory (max RSS of a fresh process) of RISE with 6000 vs 24000 masks.
+throughput, and the peak memory (VmHWM of a fresh process) of RISE with 6000 vs 24000 masks.
 
 Target (issues): Occlusion and RISE <= 1.05 x the forward; RISEPlus <= 1.2 x RISE.
 
@@ -27,7 +27,7 @@ import xaifn
 from xaifn import ood
 from xaifn.models import LeNet5, SmallResNet
 from xaifn.occlusion import default_window
-from xaifn.rise import DEFAULT_CHUNK
+from xaifn._chunked import DEFAULT_CHUNK
 
 
 def timed(fn, repeats):
@@ -60,17 +60,18 @@ def forward_cost(net, sample_shape, num_images, chunk):
 
 
 def cases(quick):
-    """(name, net factory, N, sample shape, RISE masks)."""
+    """(name, net factory, N, sample shape, RISE masks, methods, warm repeats)."""
     if quick:
-        return [("LeNet5", LeNet5, 1, (3, 32, 32), 256)]
-    return [("LeNet5", LeNet5, 1, (3, 32, 32), 6000), ("LeNet5", LeNet5, 8, (3, 32, 32), 6000),
-            ("SmallResNet", SmallResNet, 1, (3, 64, 64), 600)]
+        return [("LeNet5", LeNet5, 1, (3, 32, 32), 256, ("occlusion", "rise", "rise_plus"), 1)]
+    return [("LeNet5", LeNet5, 1, (3, 32, 32), 6000, ("occlusion", "rise", "rise_plus"), 3),
+            ("LeNet5", LeNet5, 8, (3, 32, 32), 6000, ("occlusion", "rise"), 1),
+            ("SmallResNet", SmallResNet, 1, (3, 64, 64), 600, ("occlusion", "rise", "rise_plus"), 1)]
 
 
-def method_table(quick, chunk, repeats):
+def method_table(quick, chunk):
     rows = []
     softmax = nn.Softmax()
-    for name, factory, n, shape, num_masks in cases(quick):
+    for name, factory, n, shape, num_masks, methods, repeats in cases(quick):
         ms.set_seed(0)
         net = factory()
         x = ms.Tensor(np.random.default_rng(0).random((n,) + shape), ms.float32)
@@ -83,7 +84,8 @@ def method_table(quick, chunk, repeats):
             "rise": (num_masks, lambda: xaifn.rise(net, softmax, x, 1, masks, chunk=chunk)),
             "rise_plus": (num_masks, lambda: xaifn.rise_plus(net, softmax, inlier, x, 1, masks, chunk=chunk)),
         }
-        for method, (images_per_sample, run) in runs.items():
+        for method in methods:
+            images_per_sample, run = runs[method]
             first, warm = timed(run, repeats)
             _, base = timed(forward_cost(net, shape, n * images_per_sample, chunk), repeats)
             rows.append(dict(net=name, n=n, method=method, masks=images_per_sample, first_s=first,
@@ -97,7 +99,7 @@ def chunk_sweep(quick, repeats):
     rows = []
     net = LeNet5()
     x = ms.Tensor(np.random.default_rng(0).random((1, 3, 32, 32)), ms.float32)
-    num_masks = 512 if quick else 3072
+    num_masks = 512 if quick else 1536
     masks = xaifn.RiseMasks(0, num_masks, (32, 32))
     for chunk in ((32, 128) if quick else (32, 64, 128, 256, 512, 1024)):
         _, warm = timed(lambda: xaifn.rise(net, nn.Softmax(), x, 1, masks, chunk=chunk), repeats)
@@ -108,19 +110,20 @@ def chunk_sweep(quick, repeats):
 
 
 _MEMORY_CHILD = """
-import resource, sys, numpy as np, mindspore as ms
+import sys, numpy as np, mindspore as ms
 from mindspore import nn
 import xaifn
 from xaifn.models import LeNet5
 num_masks, chunk = int(sys.argv[1]), int(sys.argv[2])
 x = ms.Tensor(np.random.default_rng(0).random((1, 3, 32, 32)), ms.float32)
 xaifn.rise(LeNet5(), nn.Softmax(), x, 1, xaifn.RiseMasks(0, num_masks, (32, 32)), chunk=chunk).asnumpy()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's peak on Linux
+print(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
 """
 
 
 def peak_memory(num_masks, chunk):
-    """Max RSS (MiB) of a fresh process that runs RISE once with lazy masks."""
+    """Peak resident memory (MiB, VmHWM) of a fresh process that runs RISE once with lazy masks."""
     out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(num_masks), str(chunk)],
                          capture_output=True, text=True, check=True).stdout
     return int(out.split()[-1]) / 1024
@@ -145,14 +148,14 @@ def main(argv=None):
     parser.add_argument("--json")
     parser.add_argument("--chunk", type=int, default=DEFAULT_CHUNK)
     args = parser.parse_args(argv)
-    repeats = 1 if args.quick else 3
+    repeats = 1 if args.quick else 2
     print("## chunk sweep: RISE on LeNet5, 1 image\n\n| chunk | RISE s | forward s | ratio | images/s |\n|---|---|---|---|---|")
     sweep = chunk_sweep(args.quick, repeats)
     print(f"\n## methods (chunk {args.chunk})\n\n| net | N | method | perturbations/sample | first s | warm s | "
           "forward s | ratio |\n|---|---|---|---|---|---|---|---|")
-    rows = method_table(args.quick, args.chunk, repeats)
+    rows = method_table(args.quick, args.chunk)
     memory = {k: peak_memory(k, args.chunk) for k in ((600, 2400) if args.quick else (6000, 24000))}
-    print("\n## peak memory, RISE with lazy masks (max RSS of a fresh process)\n")
+    print("\n## peak memory, RISE with lazy masks (VmHWM of a fresh process)\n")
     for k, mib in memory.items():
         print(f"- {k} masks: {mib:.0f} MiB")
     throughput = fit_throughput(args.quick)

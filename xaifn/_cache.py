@@ -8,6 +8,7 @@ reading the storage its Parameters had when it was compiled, so a checkpoint loa
 import collections
 import weakref
 
+import mindspore as ms
 from mindspore import nn
 
 _KERNELS = weakref.WeakKeyDictionary()
@@ -37,3 +38,25 @@ def cached(owner, key, build):
             table.popitem(last=False)
     table.move_to_end(key)
     return entry[1]
+
+
+class _Compiled(nn.Cell):
+    """`fn` compiled by `ms.jit`, held by a Cell of its own.
+
+    MindSpore names the graph of a Cell's method after that Cell, so one kernel per network and
+    method compiles quietly; plain `@ms.jit` closures made from one `def` share a name and log a
+    "compiled again" warning for every new network.
+    """
+
+    def __init__(self, fn):
+        super().__init__(auto_prefix=False)
+        self.fn = fn
+
+    @ms.jit
+    def construct(self, *args):
+        return self.fn(*args)
+
+
+def compiled(fn):
+    """`fn` compiled with `ms.jit` (once per input signature), as a callable."""
+    return _Compiled(fn)

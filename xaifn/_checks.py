@@ -138,6 +138,13 @@ def check_call(net_fn, inputs, targets, allow_2d=False, name="net_fn"):
     return check_targets(targets, inputs.shape[0], num_classes, allow_2d)
 
 
+def check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk):
+    """Validate the arguments every perturbation method shares; return (N, l) labels and chunk."""
+    check_callable(activation_fn, "activation_fn")
+    labels = check_call(net_fn, inputs, targets, allow_2d=True)
+    return labels, check_positive_int(chunk, "chunk")
+
+
 def check_size(size, name):
     """Return (H, W) from an int or a pair of positive ints."""
     pair = (size, size) if isinstance(size, numbers.Integral) and not isinstance(size, bool) else size

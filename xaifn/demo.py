@@ -21,14 +21,17 @@ METHODS = ("gradient", "deconvolution", "guided_backprop", "gradcam", "occlusion
 GRADCAM_LAYER = "conv2"
 
 
-def explainers(net, activation, inlier, masks, layer=GRADCAM_LAYER):
-    """name -> (inputs, targets) -> (N, 1, H, W) map, for every method, through the public API."""
+def explainers(net, activation, inlier, masks, layer=GRADCAM_LAYER, window=None, stride=None):
+    """name -> (inputs, targets) -> (N, 1, H, W) map, for every method, through the public API.
+
+    `window` and `stride` are Occlusion's (default: the original's, 3 and 1 for 32 x 32 images).
+    """
     return {
         "gradient": lambda x, t: xaifn.gradient(net, x, t),
         "deconvolution": lambda x, t: xaifn.deconvolution(net, x, t),
         "guided_backprop": lambda x, t: xaifn.guided_backprop(net, x, t),
         "gradcam": lambda x, t: xaifn.gradcam(net, x, t, layer=layer),
-        "occlusion": lambda x, t: xaifn.occlusion(net, activation, x, t),
+        "occlusion": lambda x, t: xaifn.occlusion(net, activation, x, t, window=window, stride=stride),
         "rise": lambda x, t: xaifn.rise(net, activation, x, t, masks),
         "rise_plus": lambda x, t: xaifn.rise_plus(net, activation, inlier, x, t, masks),
     }
@@ -89,8 +92,8 @@ def run(output="xaifn-demo", seed=0, num_images=8, methods=METHODS, quick=False,
     """Run the demo; returns the report dict (also written to output/report.json and .md)."""
     out = pathlib.Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    sizes = dict(train=600, epochs=4, ood_epochs=10, masks=300) if quick else \
-        dict(train=3000, epochs=6, ood_epochs=30, masks=2000)
+    sizes = dict(train=600, epochs=4, ood_epochs=10, masks=300, window=4, stride=2) if quick else \
+        dict(train=3000, epochs=6, ood_epochs=30, masks=2000, window=3, stride=1)
     log(f"[1/4] synthetic shapes: {sizes['train']} training images, seed {seed}")
     train_x, train_y, _ = synthetic.make_shapes(seed, sizes["train"])
     test_x, test_y, test_boxes = synthetic.make_shapes(seed + 1, max(num_images, 200))
@@ -117,7 +120,7 @@ def run(output="xaifn-demo", seed=0, num_images=8, methods=METHODS, quick=False,
     x, boxes = _normalise(test_x[:num_images]), test_boxes[:num_images]
     targets = ms.Tensor(net(x).argmax(axis=1).astype(ms.int32))
     masks = xaifn.RiseMasks(seed, sizes["masks"], test_x.shape[2:])
-    run_method = explainers(net, nn.Softmax(), inlier, masks)
+    run_method = explainers(net, nn.Softmax(), inlier, masks, window=sizes["window"], stride=sizes["stride"])
     images_u8 = visual.to_uint8_image(test_x[:num_images])
     results, overlays = {}, {}
     for name in methods:
@@ -133,7 +136,8 @@ def run(output="xaifn-demo", seed=0, num_images=8, methods=METHODS, quick=False,
     visual.save_grid(out / "gallery.png", gallery, titles=["image"] + list(methods), cell_size=96)
     chance = float(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).mean() / np.prod(test_x.shape[2:]))
     report = dict(seed=seed, quick=quick, train_images=sizes["train"], accuracy=acc, ood_auroc=ood_auroc,
-                  rise_masks=sizes["masks"], pointing_game_chance=chance, methods=results,
+                  rise_masks=sizes["masks"], occlusion_window=sizes["window"],
+                  occlusion_stride=sizes["stride"], pointing_game_chance=chance, methods=results,
                   classes=[c[0] for c in synthetic.CLASSES])
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(_markdown(report))
@@ -146,7 +150,8 @@ def _markdown(report):
              f"- held-out accuracy: {report['accuracy']:.3f}",
              f"- OoD AUROC (shapes vs noise): {report['ood_auroc']:.3f}",
              f"- pointing-game chance rate (mean box area / image area): {report['pointing_game_chance']:.3f}",
-             f"- RISE / RISEPlus masks: {report['rise_masks']}", "",
+             f"- RISE / RISEPlus masks: {report['rise_masks']}; Occlusion window {report['occlusion_window']}, "
+             f"stride {report['occlusion_stride']}", "",
              "| method | seconds per image | pointing game |", "|---|---|---|"]
     lines += [f"| {name} | {r['seconds_per_image']:.3f} | {r['pointing_game']:.2f} |"
               for name, r in report["methods"].items()]

@@ -53,18 +53,16 @@ def gradcam_map(activation, grads, size):
 
 
 def _compiled_input_cam(view):
-    @ms.jit
     def kernel(inputs, targets):
         return gradcam_map(inputs, input_gradient(view, inputs, targets), inputs.shape[2:])
-    return kernel
+    return _cache.compiled(kernel)
 
 
 def _compiled_layer_cam(probed):
-    @ms.jit
     def kernel(inputs, targets):
         activation, grads = layer_activation_gradient(probed, inputs, targets)
         return gradcam_map(activation, grads, inputs.shape[2:])
-    return kernel
+    return _cache.compiled(kernel)
 
 
 def gradcam(net, inputs, targets, layer=""):

@@ -64,10 +64,9 @@ def saliency(net_fn, inputs, targets):
 
 
 def _compiled_saliency(net_fn):
-    @ms.jit
     def kernel(inputs, targets):
         return saliency(net_fn, inputs, targets)
-    return kernel
+    return _cache.compiled(kernel)
 
 
 def _explain(net_fn, inputs, targets, rule, name):

@@ -2,17 +2,17 @@
 
     d_w = sigma(f(x))[t] - sigma(f(x_w))[t],     map(pixel) = mean of d_w over the windows covering it
 
-(0 where no window covers the pixel). The sign is kept; `explanation.Occlusion` returns |map|.
+(0 where no window covers the pixel). The sign is kept; `explanation.Occlusion` returns abs(map).
 Default window and stride per side d: d // 32 for both if d > 32, else window 3 and stride 1.
 """
 import numpy as np
 import mindspore as ms
 
 from xaifn import _checks
-from xaifn._chunked import perturbation_sums, target_scores
+from xaifn._chunked import DEFAULT_CHUNK, perturbation_sums, target_scores
 from xaifn._views import evaluable
 from xaifn.masks import OcclusionWindows
-from xaifn.rise import DEFAULT_CHUNK, check_perturbation_call, probability_fn
+from xaifn.rise import probability_fn
 
 
 def default_window(size):
@@ -38,7 +38,7 @@ def occlusion(net_fn, activation_fn, inputs, targets, window=None, stride=None, 
         >>> xaifn.occlusion(LeNet5(), nn.Softmax(), x, 1, window=8, stride=4).shape
         (1, 1, 32, 32)
     """
-    labels, chunk = check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
+    labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
     size = tuple(inputs.shape[2:])
     defaults = [default_window(side) for side in size]
     window = _checks.check_window(tuple(d[0] for d in defaults) if window is None else window,

@@ -2,7 +2,7 @@
 
 Parameters are a plain dict of Tensors over the classifier's penultimate features f (N, F):
 
-    head (L, F)                           cosine scores  s_c = <f, w_c> / ((|f| + 1e-4)(|w_c| + 1e-4))
+    head (L, F)                           cosine scores  s_c = <f, w_c> / ((norm(f) + 1e-4)(norm(w_c) + 1e-4))
     dense_w (1, F), dense_b (1,)          temperature    tau = sigmoid(BN(f @ dense_w.T + dense_b))
     bn_gamma, bn_beta, bn_mean, bn_var    (1,) each: the batch norm over that one unit (eps 1e-5)
 
@@ -183,7 +183,7 @@ def fit(params, data, features_fn=None, epochs=90, lr=0.1, momentum=0.9, weight_
     decay_every = _checks.check_positive_int(decay_every, "decay_every")
     if features_fn is not None:
         _checks.check_callable(features_fn, "features_fn")
-        features_fn = _cache.cached(features_fn, ("features",), lambda: ms.jit(features_fn))
+        features_fn = _cache.cached(features_fn, ("features",), lambda: _cache.compiled(features_fn))
     opt_state = init_opt_state(params) if opt_state is None else opt_state
     losses = []
     for epoch in range(epochs):

@@ -5,11 +5,8 @@
 evaluated through the one chunked primitive; all l target columns share the forward passes.
 """
 from xaifn import _checks
-from xaifn._chunked import perturbation_sums
+from xaifn._chunked import DEFAULT_CHUNK, perturbation_sums
 from xaifn._views import evaluable
-
-#: Perturbed images per compiled forward in the functional API (see benchmarks/).
-DEFAULT_CHUNK = 256
 
 
 def probability_fn(net_fn, activation_fn):
@@ -17,13 +14,6 @@ def probability_fn(net_fn, activation_fn):
     def probabilities(images, aux):  # pylint: disable=unused-argument
         return activation_fn(net_fn(images))
     return probabilities
-
-
-def check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk):
-    """Validate the arguments every perturbation method shares; return (N, l) labels and chunk."""
-    _checks.check_callable(activation_fn, "activation_fn")
-    labels = _checks.check_call(net_fn, inputs, targets, allow_2d=True)
-    return labels, _checks.check_positive_int(chunk, "chunk")
 
 
 def rise(net_fn, activation_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK):
@@ -46,7 +36,7 @@ def rise(net_fn, activation_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK):
         >>> xaifn.rise(LeNet5(), nn.Softmax(), x, ms.Tensor([[1, 2], [3, 4]]), masks).shape
         (2, 2, 32, 32)
     """
-    labels, chunk = check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
+    labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
     masks = _checks.check_masks(masks, *inputs.shape[2:])
     sums = perturbation_sums(lambda: probability_fn(evaluable(net_fn), activation_fn), inputs, labels,
                              masks, chunk, (net_fn, ("rise", activation_fn)))

@@ -11,13 +11,11 @@ as the classifier's (one extra forward per chunk, in the same compiled call). Bo
 one graph, so a feature extractor that is a *different* Cell with the same Parameter names as the
 classifier is refused by MindSpore; use a view of the classifier itself (`xaifn.network_view`).
 """
-import mindspore as ms
 from mindspore import ops
 
 from xaifn import _cache, _checks
-from xaifn._chunked import perturbation_sums
+from xaifn._chunked import DEFAULT_CHUNK, perturbation_sums
 from xaifn._views import evaluable
-from xaifn.rise import DEFAULT_CHUNK, check_perturbation_call
 
 EPS = 2.22e-16
 
@@ -38,10 +36,9 @@ def weighted_probability_fn(net_fn, activation_fn, inlier_fn):
 
 
 def _max_score_kernel(inlier_fn):
-    @ms.jit
     def max_score(images):
         return inlier_fn(images).max(axis=1)
-    return max_score
+    return _cache.compiled(max_score)
 
 
 def rise_plus(net_fn, activation_fn, inlier_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK):
@@ -61,7 +58,7 @@ def rise_plus(net_fn, activation_fn, inlier_fn, inputs, targets, masks, chunk=DE
         (2, 1, 32, 32)
     """
     _checks.check_callable(inlier_fn, "inlier_fn")
-    labels, chunk = check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
+    labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
     masks = _checks.check_masks(masks, *inputs.shape[2:])
     # keyed on the network, like the main kernel: rebuilt when a checkpoint is loaded into it
     max_score = _cache.cached(net_fn, ("max_score", inlier_fn), lambda: _max_score_kernel(inlier_fn))
