@@ -93,7 +93,7 @@ def run(output="xaifn-demo", seed=0, num_images=8, methods=METHODS, quick=False,
     out = pathlib.Path(output)
     out.mkdir(parents=True, exist_ok=True)
     sizes = dict(train=600, epochs=4, ood_epochs=10, masks=300, window=4, stride=2) if quick else \
-        dict(train=3000, epochs=6, ood_epochs=30, masks=2000, window=3, stride=1)
+        dict(train=2000, epochs=3, ood_epochs=30, masks=1000, window=3, stride=1)
     log(f"[1/4] synthetic shapes: {sizes['train']} training images, seed {seed}")
     train_x, train_y, _ = synthetic.make_shapes(seed, sizes["train"])
     test_x, test_y, test_boxes = synthetic.make_shapes(seed + 1, max(num_images, 200))
