@@ -17,6 +17,7 @@ from mindspore import nn, ops
 
 import xaifn
 from xaifn import explanation
+from _numerics import softmax_np
 
 
 class ReluDense(nn.Cell):
@@ -239,13 +240,6 @@ def linear_net(shape=(1, 6, 6), num_class=3, seed=0, scale=0.5):
     net = LinearNet(shape, num_class)
     set_params(net, random_params(net, seed, scale))
     return net, net.fc.weight.asnumpy().astype(np.float64), net.fc.bias.asnumpy().astype(np.float64)
-
-
-def softmax_np(z):
-    """Row softmax in float64."""
-    z = np.asarray(z, np.float64)
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 @pytest.fixture(scope="session")

@@ -20,20 +20,12 @@ from mindspore import nn
 import xaifn
 from xaifn import ood
 from xaifn.models import LeNet5
+from _numerics import assert_close
 
 SEEDS = st.integers(0, 2**32 - 1)
 TRAINABLE = ("head", "dense_w", "dense_b", "bn_gamma", "bn_beta")
 DECAYED = ("head", "dense_w", "dense_b")
 ALL_KEYS = TRAINABLE + ("bn_mean", "bn_var")
-
-
-def assert_close(got, expected, rtol=1e-5):
-    """|got - expected| <= rtol * (|expected| + max|expected|): relative to the array's scale."""
-    got = np.asarray(got.asnumpy() if isinstance(got, ms.Tensor) else got, np.float64)
-    expected = np.asarray(expected, np.float64)
-    assert got.shape == expected.shape, (got.shape, expected.shape)
-    atol = rtol * max(np.abs(expected).max(initial=0.0), 1e-30)
-    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
 
 
 def to_np(params):

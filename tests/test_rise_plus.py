@@ -13,24 +13,10 @@ from mindspore import nn, ops
 import xaifn
 from xaifn import ood
 from xaifn.explanation import OoDNet, RISEPlus
+from _numerics import assert_close, softmax_np
 
 EPS = 2.22e-16
 SETTINGS = settings(max_examples=4, deadline=None)
-
-
-def assert_close(got, expected, rtol=1e-5):
-    """Elementwise, with an absolute slack of rtol times the largest |expected|."""
-    got = np.asarray(got.asnumpy() if isinstance(got, ms.Tensor) else got, np.float64)
-    expected = np.asarray(expected, np.float64)
-    assert got.shape == expected.shape, (got.shape, expected.shape)
-    atol = rtol * max(np.abs(expected).max(initial=0.0), 1e-30)
-    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
-
-
-def softmax_np(values):
-    shifted = values - values.max(axis=1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def inlier_weights_np(inlier_np, x, masks):
