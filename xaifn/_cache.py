@@ -11,6 +11,8 @@ import weakref
 import mindspore as ms
 from mindspore import nn
 
+from xaifn import _views
+
 _KERNELS = weakref.WeakKeyDictionary()
 #: Kernels kept per owner (least recently used dropped first): bounds memory when keys vary.
 MAX_KERNELS_PER_OWNER = 32
@@ -40,6 +42,12 @@ def cached(owner, key, build):
     return entry[1]
 
 
+def evaluable(net_fn):
+    """The eval-mode view of a Cell (or a plain function itself), built once and shared by every
+    kernel and check of that network (rebuilt with them when its weights move)."""
+    return cached(net_fn, ("evaluable",), lambda: _views.evaluable(net_fn))
+
+
 class _Compiled(nn.Cell):
     """`fn` compiled by `ms.jit`, held by a Cell of its own.
 
@@ -60,3 +68,15 @@ class _Compiled(nn.Cell):
 def compiled(fn):
     """`fn` compiled with `ms.jit` (once per input signature), as a callable."""
     return _Compiled(fn)
+
+
+def training_step(loss_of, optimizer):
+    """A compiled step: gradients of `loss_of(*batch)` w.r.t. `optimizer.parameters`, applied by
+    `optimizer`; returns the loss."""
+    grad_fn = ms.value_and_grad(loss_of, None, optimizer.parameters)
+
+    def step(inputs, labels):
+        loss, grads = grad_fn(inputs, labels)
+        optimizer(grads)
+        return loss
+    return compiled(step)

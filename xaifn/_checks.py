@@ -133,7 +133,7 @@ def check_call(net_fn, inputs, targets, allow_2d=False, name="net_fn"):
     check_inputs(inputs)
     sample = (tuple(inputs.shape[1:]), inputs.dtype)
     shape = _cache.cached(net_fn, ("output_shape",) + sample,
-                          lambda: _views.output_shape(_views.evaluable(net_fn), *sample))
+                          lambda: _views.output_shape(_cache.evaluable(net_fn), *sample))
     num_classes = check_output_width(shape, name)
     return check_targets(targets, inputs.shape[0], num_classes, allow_2d)
 

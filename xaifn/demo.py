@@ -14,7 +14,7 @@ import mindspore as ms
 from mindspore import nn
 
 import xaifn
-from xaifn import ood, synthetic, visual
+from xaifn import _cache, ood, synthetic, visual
 from xaifn.models import LeNet5
 
 METHODS = ("gradient", "deconvolution", "guided_backprop", "gradcam", "occlusion", "rise", "rise_plus")
@@ -50,14 +50,7 @@ def train_classifier(images, labels, epochs, seed, log, batch=32):
 
     def loss_of(x, y):
         return loss_fn(net(x), y)
-    grad_fn = ms.value_and_grad(loss_of, None, optimizer.parameters)
-
-    @ms.jit
-    def step(x, y):
-        loss, grads = grad_fn(x, y)
-        optimizer(grads)
-        return loss
-
+    step = _cache.training_step(loss_of, optimizer)
     net.set_train(True)
     rng = np.random.default_rng(seed)
     for epoch in range(epochs):

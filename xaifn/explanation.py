@@ -13,7 +13,7 @@ from mindspore import nn, ops
 from mindspore.train import LearningRateScheduler
 from mindspore.train.callback import RunContext, _CallbackManager, _InternalCallbackParam
 
-from xaifn import _checks, ood
+from xaifn import _cache, _checks, ood
 from xaifn._views import network_view
 from xaifn.gradcam import gradcam
 from xaifn.gradients import deconvolution, gradient, guided_backprop
@@ -306,14 +306,7 @@ class OoDNet(nn.Cell):
     def _fit(self, dataset, loss_fn, optimizer, callbacks, epochs, steps):
         def loss_of(images, labels):
             return loss_fn(self(images), labels).mean()
-        grad_fn = ms.value_and_grad(loss_of, None, optimizer.parameters)
-
-        @ms.jit
-        def step(images, labels):
-            loss, grads = grad_fn(images, labels)
-            optimizer(grads)
-            return loss
-
+        step = _cache.training_step(loss_of, optimizer)
         cb_params = _InternalCallbackParam(train_network=self, epoch_num=epochs, batch_num=steps,
                                            optimizer=optimizer, loss_fn=loss_fn, cur_step_num=0,
                                            train_dataset=dataset, mode="train")

@@ -83,7 +83,7 @@ def gradcam(net, inputs, targets, layer=""):
     _checks.check_inputs(inputs)
     if layer == "":
         labels = _checks.check_call(net, inputs, targets, name="net")
-        kernel = _cache.cached(net, ("gradcam", ""), lambda: _compiled_input_cam(_views.eval_view(net)))
+        kernel = _cache.cached(net, ("gradcam", ""), lambda: _compiled_input_cam(_cache.evaluable(net)))
         return kernel(inputs, labels)
     sample = (tuple(inputs.shape[1:]), inputs.dtype)
     out_shape, act_shape = _cache.cached(net, ("trace", layer) + sample,

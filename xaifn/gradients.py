@@ -72,7 +72,7 @@ def _compiled_saliency(net_fn):
 def _explain(net_fn, inputs, targets, rule, name):
     labels = _checks.check_call(net_fn, inputs, targets, name=name)
     if rule == "gradient":
-        build = lambda: _compiled_saliency(_views.evaluable(net_fn))  # noqa: E731
+        build = lambda: _compiled_saliency(_cache.evaluable(net_fn))  # noqa: E731
     else:
         build = lambda: _compiled_saliency(_views.relu_rule_view(net_fn, rule))  # noqa: E731
     return _cache.cached(net_fn, ("saliency", rule), build)(inputs, labels)

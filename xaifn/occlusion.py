@@ -8,9 +8,8 @@ Default window and stride per side d: d // 32 for both if d > 32, else window 3 
 import numpy as np
 import mindspore as ms
 
-from xaifn import _checks
+from xaifn import _cache, _checks
 from xaifn._chunked import DEFAULT_CHUNK, perturbation_sums, target_scores
-from xaifn._views import evaluable
 from xaifn.masks import OcclusionWindows
 from xaifn.rise import probability_fn
 
@@ -47,7 +46,7 @@ def occlusion(net_fn, activation_fn, inputs, targets, window=None, stride=None, 
                                   "stride", size)
     baseline = _checks.check_real(baseline, "baseline")
     windows = OcclusionWindows(size, window, stride)
-    build = lambda: probability_fn(evaluable(net_fn), activation_fn)  # noqa: E731
+    build = lambda: probability_fn(_cache.evaluable(net_fn), activation_fn)  # noqa: E731
     key = (net_fn, ("occlusion", activation_fn))
     original = target_scores(build, inputs, labels, key)                       # (N, l)
     occluded = perturbation_sums(build, inputs, labels, windows, chunk, key,   # sum_w p_w * W_w

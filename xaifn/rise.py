@@ -4,9 +4,8 @@
 
 evaluated through the one chunked primitive; all l target columns share the forward passes.
 """
-from xaifn import _checks
+from xaifn import _cache, _checks
 from xaifn._chunked import DEFAULT_CHUNK, perturbation_sums
-from xaifn._views import evaluable
 
 
 def probability_fn(net_fn, activation_fn):
@@ -38,6 +37,6 @@ def rise(net_fn, activation_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK):
     """
     labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
     masks = _checks.check_masks(masks, *inputs.shape[2:])
-    sums = perturbation_sums(lambda: probability_fn(evaluable(net_fn), activation_fn), inputs, labels,
+    sums = perturbation_sums(lambda: probability_fn(_cache.evaluable(net_fn), activation_fn), inputs, labels,
                              masks, chunk, (net_fn, ("rise", activation_fn)))
     return sums / masks.shape[0]

@@ -15,7 +15,6 @@ from mindspore import ops
 
 from xaifn import _cache, _checks
 from xaifn._chunked import DEFAULT_CHUNK, perturbation_sums
-from xaifn._views import evaluable
 
 EPS = 2.22e-16
 
@@ -65,7 +64,7 @@ def rise_plus(net_fn, activation_fn, inlier_fn, inputs, targets, masks, chunk=DE
     s_max = max_score(inputs)
     s_min = max_score(ops.zeros((1,) + tuple(inputs.shape[1:]), inputs.dtype))
     aux = ops.stack([ops.broadcast_to(s_min, s_max.shape), s_max], axis=1)
-    build = lambda: weighted_probability_fn(evaluable(net_fn), activation_fn, inlier_fn)  # noqa: E731
+    build = lambda: weighted_probability_fn(_cache.evaluable(net_fn), activation_fn, inlier_fn)  # noqa: E731
     try:
         sums = perturbation_sums(build, inputs, labels, masks, chunk,
                                  (net_fn, ("rise_plus", activation_fn, inlier_fn)), aux=aux)
