@@ -12,6 +12,7 @@ from xaifn.occlusion import occlusion
 from xaifn.rise import rise
 from xaifn.rise_plus import rise_plus
 from xaifn import ood, visual
+from xaifn.dataset_runner import explain_dataset
 from xaifn.gradients import (channel_max_abs, deconvolution, gradient, guided_backprop, input_gradient,
                              saliency, target_logit_sum)
 
@@ -21,5 +22,5 @@ __all__ = [
     "channel_max_abs", "deconvolution", "gradcam", "gradcam_map", "gradient", "guided_backprop",
     "input_gradient", "layer_activation_gradient", "layer_probe_view", "relu_rule_view", "saliency",
     "target_logit_sum", "OcclusionWindows", "RiseMasks", "rise_masks", "occlusion", "rise",
-    "rise_plus", "ood", "network_view", "visual",
+    "rise_plus", "ood", "network_view", "visual", "explain_dataset",
 ]
