@@ -225,3 +225,26 @@ def test_exact_partials_sum_exactly():
     assert math.fsum(partials) == math.fsum(values)
     pieces = [float(p) for v in partials for p in dataset_runner._split32(v)]  # pylint: disable=protected-access
     assert math.fsum(pieces) == math.fsum(values)
+
+
+def test_report_of_a_store_with_metrics(reference, tmp_path):
+    from xaifn.dataset_report import write_report
+    html_path, md_path = write_report(reference[0], tmp_path / "report", gallery=3)
+    text, page = md_path.read_text(), html_path.read_text()
+    arrays, summary = contents(reference[0])
+    for method in ("gradient", "occlusion", "rise"):
+        mean = summary["methods"][method]["drop"]["mean"]
+        assert f"| {method} | {mean:.4f} ({job.ROWS}) |" in text       # per-method table
+        assert f"gallery_{method}.png" in page and (tmp_path / "report" / f"gallery_{method}.png").is_file()
+    target = arrays["target"]
+    for c in sorted(set(target.tolist())):                               # per-class table
+        rise = arrays["scores/rise/drop"][target == c].mean()
+        assert f"| {c} | {int((target == c).sum())} |" in text and f"{rise:.4f}" in text
+    assert (tmp_path / "report" / "curves_drop.png").is_file() and "curves_drop.png" in text
+    with Image.open(tmp_path / "report" / "gallery_rise.png") as image:  # best and worst rows of 3
+        assert image.height > 2 * dataset_report_cell()
+
+
+def dataset_report_cell():
+    from xaifn.dataset_report import GALLERY_CELL
+    return GALLERY_CELL

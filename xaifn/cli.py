@@ -2,6 +2,8 @@
 
     xaifn demo               train a small classifier on synthetic shapes and explain it
     xaifn explain            explain your own network on image files
+    xaifn explain-dataset    explain an image folder into a resumable store (under msrun: per worker)
+    xaifn report STORE       HTML and Markdown report of a store
 """
 import argparse
 import ast
@@ -26,8 +28,6 @@ PRESETS = {
     "imagenet": dict(size=(224, 224), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
     "cifar10": dict(size=(32, 32), mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)),
 }
-
-_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -158,38 +158,9 @@ def preprocessing(preset, size, mean, std, channels):
     return size, mean, std, text
 
 
-def read_image(path, channels):
-    """(uint8 (H, W, 3) picture, note or None): the image file as RGB, and what was converted."""
-    from PIL import Image  # pylint: disable=import-outside-toplevel
-    if not pathlib.Path(path).is_file():
-        raise FileNotFoundError(f"image {str(path)!r} does not exist.")
-    try:
-        with Image.open(path) as image:
-            mode = image.mode
-            picture = np.asarray(image.convert("RGB"))
-    except OSError as error:
-        raise ValueError(f"image {str(path)!r} cannot be read ({error}).") from None
-    note = None
-    if mode in _GRAY_MODES and channels == 3:
-        note = f"{path}: grayscale image ({mode}), its one channel repeated to 3 (--channels 3)"
-    elif mode not in _GRAY_MODES and channels == 1:
-        note = f"{path}: colour image ({mode}) converted to grayscale (--channels 1)"
-    return picture, note
-
-
-def to_input(picture, size, mean, std, channels):
-    """float32 (C, H, W) network input from an uint8 (H0, W0, 3) picture: resize, normalise."""
-    from PIL import Image  # pylint: disable=import-outside-toplevel
-    image = Image.fromarray(picture).resize((size[1], size[0]), Image.BILINEAR)
-    if channels == 1:
-        image = image.convert("L")
-    values = np.asarray(image, np.float32).reshape(size[0], size[1], channels) / 255
-    values = (values - np.float32(mean)) / np.float32(std)
-    return values.transpose(2, 0, 1).astype(np.float32)
-
-
 def load_images(paths, size, mean, std, channels=3):
     """(float32 (N, C, H, W) inputs, list of uint8 (H0, W0, 3) pictures at their own size, notes)."""
+    from xaifn.dataset_runner import read_image, to_input  # pylint: disable=import-outside-toplevel
     pictures, notes = [], []
     for path in paths:
         picture, note = read_image(path, channels)
@@ -229,20 +200,28 @@ def chunk_value(text):
         return text
 
 
-def method_functions(net, methods, args, size):
-    """name -> (inputs, targets) -> maps, for the chosen methods, configured by the arguments."""
+def method_options(net, methods, args):
+    """The options of the named methods (see `xaifn.dataset_runner.METHOD_OPTIONS`) from the arguments."""
     import xaifn  # pylint: disable=import-outside-toplevel
-    from xaifn import demo, ood  # pylint: disable=import-outside-toplevel
+    from xaifn import ood  # pylint: disable=import-outside-toplevel
     if "rise_plus" in methods and not args.ood_checkpoint:
         raise ValueError("--methods rise_plus needs --ood-checkpoint (an OoD head saved by xaifn.ood.save).")
     inlier = None
     if args.ood_checkpoint:
         inlier = ood.inlier_fn(ood.load(args.ood_checkpoint), xaifn.network_view(net, output_features=True))
-    masks = xaifn.RiseMasks(args.seed, args.masks, tuple(size))
-    window = None if args.window is None else (args.window[0], args.window[-1])
-    stride = None if args.stride is None else (args.stride[0], args.stride[-1])
-    table = demo.explainers(net, activation_cell(args.activation), inlier, masks, layer=args.layer,
-                            window=window, stride=stride, chunk=args.chunk)
+    pair = lambda v: None if v is None else (v[0], v[-1])  # noqa: E731
+    return dict(layer=args.layer, num_masks=args.masks, seed=args.seed, window=pair(args.window),
+                stride=pair(args.stride), chunk=args.chunk, inlier=inlier)
+
+
+def method_functions(net, methods, args, size):
+    """name -> (inputs, targets) -> maps, for the chosen methods, configured by the arguments."""
+    import xaifn  # pylint: disable=import-outside-toplevel
+    from xaifn import demo  # pylint: disable=import-outside-toplevel
+    opts = method_options(net, methods, args)
+    table = demo.explainers(net, activation_cell(args.activation), opts["inlier"],
+                            xaifn.RiseMasks(opts["seed"], opts["num_masks"], tuple(size)), layer=opts["layer"],
+                            window=opts["window"], stride=opts["stride"], chunk=opts["chunk"])
     return {name: table[name] for name in methods}
 
 
@@ -286,6 +265,43 @@ def explain(args):
             caption = f"{method} | target {targets[i]} | predicted {predictions[i]}"
             labelled_overlay(pictures[i], maps[i].mean(axis=0), caption).save(out / f"{stem}_{method}.png")
         print(f"{method}: {len(args.images)} map(s) written to {out}")
+    return 0
+
+
+def explain_dataset(args):
+    """Explain every image of a folder into a store (each msrun worker its shard); print the summary."""
+    import xaifn  # pylint: disable=import-outside-toplevel
+    methods = parse_methods(args.methods)
+    net = load_network(args.model, args.checkpoint, parse_model_args(args.model_arg))
+    size, mean, std, text = preprocessing(args.preset, args.size, args.mean, args.std, args.channels)
+    check_input_shape(net, (args.channels,) + size)
+    print(f"preprocessing: {text}")
+    if not pathlib.Path(args.data).is_dir():
+        raise FileNotFoundError(f"--data {args.data!r} is not a folder.")
+    from xaifn.dataset_runner import ImageFiles  # pylint: disable=import-outside-toplevel
+    for note in ImageFiles.from_folder(args.data, size, mean, std, args.channels).conversions():
+        print(f"{args.data}: {note}")
+    config = dict(model=args.model, model_args=parse_model_args(args.model_arg))
+    summary = xaifn.explain_dataset(
+        net, args.data, methods, args.out, targets=args.targets, activation=activation_cell(args.activation),
+        method_options=method_options(net, methods, args), size=size, mean=mean, std=std,
+        channels=args.channels, batch_size=args.batch_size, config=config, progress=None if not args.quiet else False)
+    print(f"{summary['rows']} rows in {args.out}" + (f"; accuracy {summary['accuracy']:.3f}"
+                                                     if summary["accuracy"] is not None else ""))
+    for method, metrics in summary["methods"].items():
+        means = [f"{name} {entry['mean']:.4f}" for name, entry in metrics.items() if entry["mean"] is not None]
+        if means:
+            print(f"  {method}: {', '.join(means)}")
+    print(f"report: xaifn report {args.out}")
+    return 0
+
+
+def report(args):
+    """Write the HTML and Markdown report of a store."""
+    from xaifn.dataset_report import write_report  # pylint: disable=import-outside-toplevel
+    output = args.output or str(pathlib.Path(args.store).resolve().parent / "report")
+    html_path, md_path = write_report(args.store, output, args.gallery)
+    print(f"report: {html_path} and {md_path}")
     return 0
 
 
@@ -351,6 +367,25 @@ def build_parser():
     _add_method_options(exp, "gradient")
     exp.add_argument("--target", type=int, default=None, help="class to explain (default: the predicted one)")
     exp.add_argument("--output", default="xaifn-explain", help="output folder (default xaifn-explain/)")
+
+    data = commands.add_parser("explain-dataset", help="explain an image folder into a resumable store",
+                               description="Explain every image of a folder (class sub-folders give the labels) "
+                                           "with every method into a zarr store, resumable: run the same command "
+                                           "again after an interruption. Under msrun, run it in every worker: "
+                                           f"each takes its shard. Methods: {', '.join(METHOD_NAMES)}.")
+    data.add_argument("--data", required=True, help="folder of images (in class sub-folders, or not)")
+    _add_network_options(data)
+    _add_method_options(data, "gradient")
+    data.add_argument("--targets", choices=("prediction", "label"), default="prediction",
+                      help="class explained: the predicted one (default) or the folder's label")
+    data.add_argument("--batch-size", type=int, default=16, help="images per batch and per store block (default 16)")
+    data.add_argument("--out", default="xaifn-dataset/store", help="the store folder (default xaifn-dataset/store)")
+    data.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    rep = commands.add_parser("report", help="HTML and Markdown report of a store")
+    rep.add_argument("store", help="a store written by explain-dataset")
+    rep.add_argument("--output", default=None, help="output folder (default: 'report' beside the store)")
+    rep.add_argument("--gallery", type=int, default=4, help="best and worst images shown per method (default 4)")
     return parser
 
 
@@ -363,7 +398,7 @@ def main(argv=None):
             methods = demo.METHODS if args.methods is None else tuple(parse_methods(args.methods))
             demo.run(args.output, args.seed, args.images, methods, args.quick)
             return 0
-        return explain(args)
+        return {"explain": explain, "explain-dataset": explain_dataset, "report": report}[args.command](args)
     except _USER_ERRORS as error:
         print(f"xaifn {args.command}: error: {error}", file=sys.stderr)
         return 2

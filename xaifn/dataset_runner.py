@@ -25,7 +25,7 @@ import mindspore.dataset as ds
 from mindspore import nn, ops
 from tqdm import tqdm
 
-from xaifn import _cache, dataset_store, demo, visual
+from xaifn import _cache, _checks, dataset_store, demo, visual
 from xaifn.masks import RiseMasks
 
 #: Image files recognised in a folder.
@@ -378,6 +378,9 @@ def explain_dataset(net, dataset, methods, store, *, metrics=None, targets="pred
     activation = nn.Softmax() if activation is None else activation
     metric_fns = _resolve_metrics(metrics)
     if isinstance(dataset, (str, os.PathLike)):
+        _checks.check_positive_int(batch_size, "batch_size")
+        if channels not in (1, 3):
+            raise ValueError(f"`channels` must be 1 or 3, got {channels!r}.")
         if size is None:
             raise ValueError("`size` (the network's input size) is needed to read an image folder.")
         pipeline, source = image_folder(dataset, (size, size) if isinstance(size, int) else size,
