@@ -323,6 +323,8 @@ def _add_network_options(parser):
                         help="resize to H [W] (overrides the preset)")
     parser.add_argument("--mean", type=float, nargs="+", default=None, help="per-channel mean (overrides the preset)")
     parser.add_argument("--std", type=float, nargs="+", default=None, help="per-channel std (overrides the preset)")
+    parser.add_argument("--device", choices=("CPU", "GPU", "Ascend"), default=None,
+                        help="device to run on (default: MindSpore's)")
     parser.add_argument("--channels", type=int, choices=(1, 3), default=3,
                         help="input channels of the network (default 3): images are converted to them, "
                              "and each conversion is reported")
@@ -393,6 +395,9 @@ def main(argv=None):
     """Entry point of `python -m xaifn` and the `xaifn` console script."""
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "device", None):
+            import mindspore as ms  # pylint: disable=import-outside-toplevel
+            ms.set_device(args.device)
         if args.command == "demo":
             from xaifn import demo  # pylint: disable=import-outside-toplevel
             methods = demo.METHODS if args.methods is None else tuple(parse_methods(args.methods))

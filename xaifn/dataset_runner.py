@@ -410,7 +410,7 @@ def explain_dataset(net, dataset, methods, store, *, metrics=None, targets="pred
     todo = [b for b, done in zip(mine, dataset_store.done_blocks(group)[mine]) if not done]
     if todo:
         _run_blocks(pipeline, leaf, todo, block, num_rows, group,
-                    dict(view=view, net=net, methods=fns, metrics=metric_fns, activation=activation,
+                    dict(probabilities=probability_kernel(net, activation), net=net, methods=fns, metrics=metric_fns,
                          targets=targets, mean=mean, std=std),
                     _progress(progress, sum(min(block, num_rows - b * block) for b in todo), workers, rank))
     if workers > 1 and _communicating():
@@ -443,6 +443,7 @@ def _run_blocks(pipeline, leaf, todo, block, num_rows, group, job, bar):
     shard = copy.deepcopy(pipeline)
     _leaf(shard).use_sampler(ds.SubsetSampler(indices))
     batches = shard.create_tuple_iterator(num_epochs=1, output_numpy=True)
+    handles = {}
     with bar:
         for b, batch in zip(todo, batches):
             images, labels, masks = _columns(batch)
@@ -451,14 +452,22 @@ def _run_blocks(pipeline, leaf, todo, block, num_rows, group, job, bar):
                 raise ValueError(f"`dataset` gave a batch of {len(images)} rows where {expected} were expected: "
                                  "it must map source rows one to one into batches.")
             group_rows = explain_batch(images, labels, masks, job)
-            dataset_store.write_block(group, b * block, group_rows)
+            dataset_store.write_block(group, b * block, group_rows, handles)
             bar.update(len(images))
+
+
+def probability_kernel(net, activation):
+    """inputs -> activation(net(inputs)), compiled once per (network, activation) and cached."""
+    def probabilities(x):
+        return activation(view(x))
+    view = _cache.evaluable(net)
+    return _cache.cached(net, ("dataset_probabilities", activation), lambda: _cache.compiled(probabilities))
 
 
 def explain_batch(images, labels, masks, job):
     """The store rows of one batch: label, target, prediction, probability, picture, maps, scores."""
     x = ms.Tensor(images)
-    probabilities = job["activation"](job["view"](x)).asnumpy()
+    probabilities = job["probabilities"](x).asnumpy()
     prediction = probabilities.argmax(axis=1).astype(np.int64)
     if job["targets"] == "label":
         if (labels < 0).any() or (labels >= probabilities.shape[1]).any():

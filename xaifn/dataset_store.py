@@ -113,20 +113,26 @@ def _build(group, config, digest, layout):
                        class_names=layout.get("class_names"))
 
 
-def write_block(group, start, rows):
+def write_block(group, start, rows, handles=None):
     """Write one block of rows starting at row `start`, then mark it done.
 
     `rows` maps array names of the layout ('label', 'maps/gradient', 'curves/rise/deletion', ...)
     to arrays whose first axis is the block's rows. Curve arrays are created on first use.
+    `handles`, a dict kept by the caller across blocks, caches the opened arrays (opening one
+    reads its metadata file).
     """
+    handles = {} if handles is None else handles
     count = None
-    for name, values in rows.items():
+    for name, values in list(rows.items()) + [("done", None)]:
+        if name not in handles:
+            if name.startswith("curves/") and name not in group:
+                _require_curve(group, name, np.shape(values)[1])
+            handles[name] = group[name]
+        if values is None:
+            values = np.ones(count, bool)
         values = np.asarray(values)
         count = len(values)
-        if name.startswith("curves/") and name not in group:
-            _require_curve(group, name, values.shape[1])
-        group[name][start:start + count] = values
-    group["done"][start:start + count] = True
+        handles[name][start:start + count] = values
 
 
 def _require_curve(group, name, length):
