@@ -77,10 +77,11 @@ def test_console_script_from_another_folder(project, tmp_path):
     assert (out / "gray_gradient.npy").is_file()
 
 
-def test_wrong_size_points_at_size_not_a_trace(project, tmp_path):
-    result = run_script(["explain", "--model", str(project / "mynet.py") + ":build", "--model-arg", "classes=6",
-                         "--checkpoint", str(project / "net6.ckpt"), str(project / "wide.png"),
-                         "--preset", "imagenet", "--size", "48"], cwd=tmp_path)
+def test_wrong_size_points_at_size_not_a_trace(project):
+    # 'module:factory' of a module in the working folder, through the console script
+    result = run_script(["explain", "--model", "mynet:build", "--model-arg", "classes=6",
+                         "--checkpoint", "net6.ckpt", "wide.png", "--preset", "imagenet", "--size", "48"],
+                        cwd=project)
     assert result.returncode == 2
     assert "xaifn explain: error: --size 48 48 with --channels 3: the network cannot run" in result.stderr
     assert "Traceback" not in result.stderr and "C++" not in result.stderr

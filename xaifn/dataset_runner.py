@@ -11,6 +11,8 @@ s + 2S, ... (blocks of B rows, B the batch size), so workers write disjoint chun
 The summary (mean score per method, metric and class) is reduced across workers with MindSpore's
 `AllReduce` and equals a single-process run exactly (sums are carried as exact partial sums).
 """
+import collections
+import concurrent.futures
 import copy
 import hashlib
 import json
@@ -390,12 +392,12 @@ def explain_dataset(net, dataset, methods, store, *, metrics=None, targets="pred
     else:
         pipeline, description, class_names = dataset, None, None
     leaf, num_rows, block = _check_pipeline(pipeline)
-    first = _columns(next(copy.deepcopy(pipeline).create_tuple_iterator(num_epochs=1, output_numpy=True)))[0]
+    first = _columns(next(_reading(pipeline, range(min(block, num_rows))).create_tuple_iterator(
+        num_epochs=1, output_numpy=True)))[0]
     if description is None:
         description = dict(pipeline=type(pipeline).__name__, source=type(leaf).__name__,
                            first_batch=hashlib.sha256(first.tobytes()).hexdigest())
-    view = _cache.evaluable(net)
-    num_classes = int(view(ms.Tensor(first[:1])).shape[1])
+    num_classes = _checks.check_output_width(_cache.evaluable(net)(ms.Tensor(first[:1])).shape, "net")
     fns = _resolve_methods(methods, net, activation, dict(method_options or {}), first.shape[2:])
     run_config = dict(format=dataset_store.FORMAT, methods=list(fns), metrics=list(metric_fns), targets=targets,
                       rows=num_rows, block=block, input=list(first.shape[1:]), network=network_digest(net),
@@ -409,7 +411,7 @@ def explain_dataset(net, dataset, methods, store, *, metrics=None, targets="pred
     mine = [b for b in blocks if b % workers == rank]
     todo = [b for b, done in zip(mine, dataset_store.done_blocks(group)[mine]) if not done]
     if todo:
-        _run_blocks(pipeline, leaf, todo, block, num_rows, group,
+        _run_blocks(pipeline, todo, block, num_rows, group,
                     dict(probabilities=probability_kernel(net, activation), net=net, methods=fns, metrics=metric_fns,
                          targets=targets, mean=mean, std=std),
                     _progress(progress, sum(min(block, num_rows - b * block) for b in todo), workers, rank))
@@ -437,23 +439,35 @@ def _progress(progress, total, workers, rank):
     return tqdm(total=total, unit="img", desc=f"explaining{where}", disable=not show, dynamic_ncols=True)
 
 
-def _run_blocks(pipeline, leaf, todo, block, num_rows, group, job, bar):
+def _reading(pipeline, indices):
+    """A copy of the pipeline whose source reads only the rows `indices`, in that order (the
+    user's pipeline is left as it was)."""
+    copied = copy.deepcopy(pipeline)
+    _leaf(copied).use_sampler(ds.SubsetSampler(list(indices)))
+    return copied
+
+
+def _run_blocks(pipeline, todo, block, num_rows, group, job, bar):
     """Explain the blocks `todo` (in order) through a copy of the pipeline reading only them."""
     indices = [i for b in todo for i in range(b * block, min((b + 1) * block, num_rows))]
-    shard = copy.deepcopy(pipeline)
-    _leaf(shard).use_sampler(ds.SubsetSampler(indices))
-    batches = shard.create_tuple_iterator(num_epochs=1, output_numpy=True)
-    handles = {}
-    with bar:
+    batches = _reading(pipeline, indices).create_tuple_iterator(num_epochs=1, output_numpy=True)
+    handles, pending = {}, collections.deque()
+    # one writer thread: block b is written while block b + 1 is computed (at most 2 in flight);
+    # each block's done flag is still written after its data, by that same thread
+    with bar, concurrent.futures.ThreadPoolExecutor(max_workers=1) as writer:
         for b, batch in zip(todo, batches):
             images, labels, masks = _columns(batch)
             expected = min(block, num_rows - b * block)
             if len(images) != expected:
                 raise ValueError(f"`dataset` gave a batch of {len(images)} rows where {expected} were expected: "
                                  "it must map source rows one to one into batches.")
-            group_rows = explain_batch(images, labels, masks, job)
-            dataset_store.write_block(group, b * block, group_rows, handles)
+            rows = explain_batch(images, labels, masks, job)
+            while len(pending) >= 2:
+                pending.popleft().result()
+            pending.append(writer.submit(dataset_store.write_block, group, b * block, rows, handles))
             bar.update(len(images))
+        while pending:
+            pending.popleft().result()
 
 
 def probability_kernel(net, activation):

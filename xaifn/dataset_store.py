@@ -26,7 +26,9 @@ Layout, for N samples in dataset order and blocks of B rows (B = the batch size)
 Every array is chunked by B rows, so one block of B samples is one file per array, written by one
 worker only. The `done` chunk of a block is written after every other array of that block: a
 run killed at any point leaves blocks that are either complete and marked done, or not marked
-and written again, with the same values, when the run is resumed.
+and written again, with the same values, when the run is resumed. (A killed writer may leave a
+temporary `*.partial` file beside a chunk; readers never look at it. It is not deleted on resume,
+since another worker's write in flight looks the same.)
 """
 import hashlib
 import json
@@ -70,8 +72,6 @@ def open_store(path, config, layout):
             differ = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
             raise ValueError(f"`store` {str(path)!r} was made with other arguments (differing: "
                              f"{', '.join(differ) or 'format'}); give another store, or delete it to start again.")
-        for stale in path.rglob("*.partial"):  # a killed writer's temporary file, never a chunk
-            stale.unlink()
         return group
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise ValueError(f"`store` {str(path)!r} exists and is not an xaifn store; give a new folder.")
