@@ -129,7 +129,8 @@ def test_bad_baseline(net, x, baseline):
 # --------------------------------------------------------------------------------------------
 
 CHUNK_CASES = [(0, ValueError), (-3, ValueError), (4.0, TypeError), (True, TypeError),
-               (False, TypeError), ("8", TypeError), (None, TypeError)]
+               (False, TypeError), ("8", ValueError), ("-1MiB", ValueError), ("0GB", ValueError),
+               ("12 parsecs", ValueError), (None, TypeError)]
 
 
 @pytest.mark.parametrize("method", ["rise", "occlusion"])

@@ -3,8 +3,10 @@
 Every public entry point calls these before any computation; nothing below them validates again.
 Errors name the argument and say what was expected.
 """
+import collections
 import difflib
 import numbers
+import re
 
 import numpy as np
 import mindspore as ms
@@ -123,26 +125,95 @@ def check_output_width(output_shape, name="network"):
     return int(output_shape[1])
 
 
+#: What the eager check forward learnt: output shape, and bytes of the intermediate outputs of
+#: one sample (the sum over the leaf cells' outputs; None for a plain function).
+Profile = collections.namedtuple("Profile", "output_shape activation_bytes")
+
+
+def profile(net_fn, inputs):
+    """The Profile of `net_fn` for samples like `inputs`'s, cached per (net_fn, sample shape)."""
+    sample = (tuple(inputs.shape[1:]), inputs.dtype)
+    return _cache.cached(net_fn, ("profile",) + sample,
+                         lambda: _forward_profile(_cache.evaluable(net_fn), *sample))
+
+
+def _forward_profile(view, sample_shape, dtype):
+    leaves = [c for _, c in view.cells_and_names() if not c.name_cells()] if isinstance(view, nn.Cell) else []
+    sizes = []
+
+    def record(cell, args, output):  # pylint: disable=unused-argument
+        sizes.extend(o.nbytes for o in (output if isinstance(output, (tuple, list)) else (output,))
+                     if isinstance(o, ms.Tensor))
+    handles = [leaf.register_forward_hook(record) for leaf in leaves]
+    try:
+        shape = _views.output_shape(view, sample_shape, dtype)
+    except (RuntimeError, TypeError, ValueError, IndexError) as error:
+        raise ValueError(f"`inputs` of sample shape {tuple(sample_shape)} and dtype {dtype} do not fit "
+                         f"the network{_expected_input(view)}: its forward pass failed with: "
+                         f"{_first_line(error)}") from None
+    finally:
+        for handle in handles:
+            handle.remove()
+    return Profile(shape, sum(sizes) if leaves else None)
+
+
+def _expected_input(view):
+    """' (it expects C input channels)' from the first layer with `in_channels`, or ''."""
+    if isinstance(view, nn.Cell):
+        for _, cell in view.cells_and_names():
+            channels = getattr(cell, "in_channels", None)
+            if isinstance(channels, int) and isinstance(cell, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                return f" (its first convolution expects {channels} input channels)"
+    return ""
+
+
+def _first_line(error):
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.startswith("-")]
+    return lines[0] if lines else type(error).__name__
+
+
 def check_call(net_fn, inputs, targets, allow_2d=False, name="net_fn"):
     """Validate (net_fn, inputs, targets) of an explanation; return canonical (N, l) targets.
 
     The number of classes L comes from one eager forward pass of a single zero sample, cached
     per (net_fn, sample shape), so that out-of-range labels are refused before any real work.
+    A forward pass that fails there (wrong channel count or image size) is a ValueError.
     """
     check_callable(net_fn, name)
     check_inputs(inputs)
-    sample = (tuple(inputs.shape[1:]), inputs.dtype)
-    shape = _cache.cached(net_fn, ("output_shape",) + sample,
-                          lambda: _views.output_shape(_cache.evaluable(net_fn), *sample))
-    num_classes = check_output_width(shape, name)
+    num_classes = check_output_width(profile(net_fn, inputs).output_shape, name)
     return check_targets(targets, inputs.shape[0], num_classes, allow_2d)
+
+
+#: A memory budget in bytes for the `chunk` argument (see `check_chunk`).
+ByteBudget = collections.namedtuple("ByteBudget", "bytes")
+_UNITS = {"b": 1, "kb": 10 ** 3, "mb": 10 ** 6, "gb": 10 ** 9,
+          "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30}
+
+
+def check_chunk(chunk):
+    """Return `chunk` as an int (perturbed images per step) or a ByteBudget.
+
+    Accepts a positive int (images) or a string "<number><unit>" with unit B, KB, MB, GB (powers of
+    1000) or KiB, MiB, GiB (powers of 1024), e.g. "256MiB".
+    """
+    if isinstance(chunk, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([kKmMgG]?i?[bB])\s*", chunk)
+        if match is None or match.group(2).lower() not in _UNITS or float(match.group(1)) <= 0:
+            raise ValueError(f"`chunk` given as a string must be a byte size such as '256MiB' or "
+                             f"'1GB', got {chunk!r}.")
+        return ByteBudget(int(float(match.group(1)) * _UNITS[match.group(2).lower()]))
+    if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral):
+        raise TypeError(f"`chunk` must be a positive int (images per step) or a byte size such as "
+                        f"'256MiB', got {type(chunk).__name__}.")
+    return check_positive_int(chunk, "chunk")
 
 
 def check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk):
     """Validate the arguments every perturbation method shares; return (N, l) labels and chunk."""
     check_callable(activation_fn, "activation_fn")
     labels = check_call(net_fn, inputs, targets, allow_2d=True)
-    return labels, check_positive_int(chunk, "chunk")
+    return labels, check_chunk(chunk)
 
 
 def check_size(size, name):
@@ -194,9 +265,10 @@ def check_masks(masks, height, width):
     if masks.ndim != 4 or masks.shape[1] != 1 or masks.shape[2:] != (height, width) or not masks.shape[0]:
         raise ValueError(f"`masks` must have shape (K, 1, {height}, {width}) with K >= 1, "
                          f"got {masks.shape}.")
-    if not np.all((masks >= 0) & (masks <= 1)):
-        raise ValueError("`masks` must lie in [0, 1] (NaN is not allowed).")
-    return masks.astype(np.float32)
+    low, high = masks.min(), masks.max()  # NaN propagates into both: refused below
+    if not (low >= 0 and high <= 1):
+        raise ValueError(f"`masks` must be finite and lie in [0, 1], got values in [{low}, {high}].")
+    return masks.astype(np.float32, copy=False)
 
 
 def check_window(value, name, image_size):

@@ -1,31 +1,66 @@
-"""The one chunked, compiled evaluation primitive behind every perturbation method.
+"""Chunked, compiled evaluation: the `chunk` knob and the primitive behind every perturbation method.
 
 For inputs x (N, C, H, W), masks M_i (K, 1, H, W) and targets t (N, l) it computes
 
     S[n, j] = sum_i  score(x~_ni)[t_nj] * M_i,      x~_ni = x_n * K_i + baseline * (1 - K_i),
 
 where K_i = M_i when the masks mark the pixels kept (RISE) and K_i = 1 - M_i when they mark the
-pixels occluded (Occlusion). The work runs in steps of at most `chunk` perturbed images: a block
-of b samples times k masks, the last block padded (zero masks add nothing to S, padded samples are
-dropped) so that one compiled kernel serves every step. Masks are read `masks[i:j]` one chunk at a
-time, so a lazy mask set (`RiseMasks`, `OcclusionWindows`) is never held whole, and the perturbed
-images of one step are all that exists at once.
+pixels occluded (Occlusion). The work runs in steps of P perturbed images: a block of b samples
+times k masks, the last block padded (zero masks add nothing to S, padded samples are dropped) so
+that one compiled kernel serves every step. Masks are read `masks[i:j]` one chunk at a time, so a
+lazy mask set (`RiseMasks`, `OcclusionWindows`) is never held whole, and the perturbed images of
+one step are all that exists at once.
+
+The chunk knob, shared by every chunked primitive (call these, do not re-derive them):
+
+* `images_per_step(chunk, bytes_per_image)` -> P, for a `chunk` validated by
+  `_checks.check_chunk`: an int is P itself; a `ByteBudget` (the user's "256MiB") gives
+  P = max(1, budget // bytes_per_image).
+* `bytes_per_image(net_fn, inputs, forwards=1, copies=PERTURBATION_COPIES)` -> the honest estimate
+  of the memory one perturbed image costs in a step: `forwards` times the bytes of the network's
+  intermediate outputs on one sample (measured by the eager check forward of `_checks.profile`,
+  cached per network and sample shape; `UNKNOWN_NETWORK_FACTOR` image sizes for a plain function,
+  whose layers cannot be seen) plus `copies` image-sized buffers of the step itself. A primitive
+  with a backward pass passes forwards=2 (activations kept for the backward) or more.
 """
 import numpy as np
 import mindspore as ms
 from mindspore import ops
 
-from xaifn import _cache
+from xaifn import _cache, _checks
 
-#: Perturbed images per compiled forward in the functional API (measured: benchmarks/).
-DEFAULT_CHUNK = 256
+#: The functional API's default chunk: a memory budget for one step (measured: benchmarks/).
+DEFAULT_CHUNK = "128MiB"
+#: Image-sized buffers a perturbation step costs per image besides the network's intermediate
+#: outputs: measured, 8.2-8.3 at 224 x 224 and 512 x 512 (peak above the idle process per image,
+#: benchmarks/bench_memory.py): the broadcast operands and the perturbed batch inside the kernel,
+#: the mask batch on host and device, and the CPU memory pool's slack.
+PERTURBATION_COPIES = 8
+#: Intermediate bytes assumed per image byte for a plain-function network (layers not visible).
+UNKNOWN_NETWORK_FACTOR = 32
+
+
+def bytes_per_image(net_fn, inputs, forwards=1, copies=PERTURBATION_COPIES):
+    """Estimated bytes one perturbed image of `inputs`'s shape costs in a step (module docstring)."""
+    image = int(np.prod(inputs.shape[1:])) * inputs.itemsize
+    activations = _checks.profile(net_fn, inputs).activation_bytes
+    if activations is None:
+        activations = UNKNOWN_NETWORK_FACTOR * image
+    return forwards * activations + copies * image
+
+
+def images_per_step(chunk, bytes_per_image):  # pylint: disable=redefined-outer-name
+    """P: perturbed images per compiled step for a validated `chunk` (an int or a ByteBudget)."""
+    if isinstance(chunk, _checks.ByteBudget):
+        return max(1, chunk.bytes // max(1, int(bytes_per_image)))
+    return int(chunk)
 
 
 def _step_kernel(score_fn, keep):
     def step(acc, x, labels, masks, baseline, aux):
         b, k = x.shape[0], masks.shape[0]
         kept = masks if keep else 1 - masks
-        images = x.expand_dims(1) * kept.expand_dims(0) + baseline * (1 - kept.expand_dims(0))
+        images = (x - baseline).expand_dims(1) * kept.expand_dims(0) + baseline  # x K + b (1 - K)
         scores = score_fn(images.reshape((b * k,) + x.shape[1:]), ops.repeat_interleave(aux, k, 0))
         index = ops.broadcast_to(labels.expand_dims(1), (b, k, labels.shape[1]))
         picked = ops.gather_elements(scores.reshape(b, k, -1), 2, index)  # (b, k, l)
@@ -44,7 +79,7 @@ def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, k
         inputs: validated (N, C, H, W) Tensor.
         labels: validated (N, l) int32 Tensor.
         masks: anything with `.shape == (K, 1, H, W)` whose slices `masks[i:j]` are float arrays.
-        chunk: most perturbed images per compiled call.
+        chunk: most perturbed images per compiled call (see `images_per_step`).
         cache_key: (owner, key) under which the compiled kernel is cached (see `_cache.cached`).
         keep: True if masks mark kept pixels, False if they mark occluded pixels.
         baseline: value given to the pixels that are not kept.

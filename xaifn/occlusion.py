@@ -9,7 +9,7 @@ import numpy as np
 import mindspore as ms
 
 from xaifn import _cache, _checks
-from xaifn._chunked import DEFAULT_CHUNK, perturbation_sums, target_scores
+from xaifn._chunked import DEFAULT_CHUNK, bytes_per_image, images_per_step, perturbation_sums, target_scores
 from xaifn.masks import OcclusionWindows
 from xaifn.rise import probability_fn
 
@@ -47,9 +47,10 @@ def occlusion(net_fn, activation_fn, inputs, targets, window=None, stride=None, 
     baseline = _checks.check_real(baseline, "baseline")
     windows = OcclusionWindows(size, window, stride)
     build = lambda: probability_fn(_cache.evaluable(net_fn), activation_fn)  # noqa: E731
-    key = (net_fn, ("occlusion", activation_fn))
+    key = (net_fn, ("occlusion", _cache.callable_key(activation_fn)))
     original = target_scores(build, inputs, labels, key)                       # (N, l)
-    occluded = perturbation_sums(build, inputs, labels, windows, chunk, key,   # sum_w p_w * W_w
+    step = images_per_step(chunk, bytes_per_image(net_fn, inputs))
+    occluded = perturbation_sums(build, inputs, labels, windows, step, key,    # sum_w p_w * W_w
                                  keep=False, baseline=baseline)
     count = windows.coverage                                                   # windows per pixel
     divisor = ms.Tensor(np.maximum(count, 1), inputs.dtype)                    # uncovered: 0 / 1

@@ -5,7 +5,7 @@
 evaluated through the one chunked primitive; all l target columns share the forward passes.
 """
 from xaifn import _cache, _checks
-from xaifn._chunked import DEFAULT_CHUNK, perturbation_sums
+from xaifn._chunked import DEFAULT_CHUNK, bytes_per_image, images_per_step, perturbation_sums
 
 
 def probability_fn(net_fn, activation_fn):
@@ -24,7 +24,10 @@ def rise(net_fn, activation_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK):
         inputs: float Tensor (N, C, H, W).
         targets: int, list of N ints, 0-D/1-D/(N, l) integer Tensor.
         masks: (K, 1, H, W) Tensor or array in [0, 1], or a lazy `RiseMasks` (streamed).
-        chunk: most perturbed images per compiled forward pass (default 256).
+        chunk: the memory of one compiled step: a byte size such as "128MiB" (the default), or
+            an int, the number of perturbed images per step. A byte budget is turned into images
+            from the sizes of the network's intermediate outputs on one sample (measured once per
+            network and image shape), so peak memory stays near it whatever the image size.
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -37,6 +40,7 @@ def rise(net_fn, activation_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK):
     """
     labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
     masks = _checks.check_masks(masks, *inputs.shape[2:])
+    step = images_per_step(chunk, bytes_per_image(net_fn, inputs))
     sums = perturbation_sums(lambda: probability_fn(_cache.evaluable(net_fn), activation_fn), inputs, labels,
-                             masks, chunk, (net_fn, ("rise", activation_fn)))
+                             masks, step, (net_fn, ("rise", _cache.callable_key(activation_fn))))
     return sums / masks.shape[0]
