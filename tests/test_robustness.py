@@ -55,7 +55,7 @@ def test_byte_chunk_gives_the_same_map_as_an_image_chunk(zoo, method):
     run = {"rise": lambda c: xaifn.rise(net, SOFTMAX, x, [1, 2], masks, chunk=c),
            "occlusion": lambda c: xaifn.occlusion(net, SOFTMAX, x, [1, 2], chunk=c)}[method]
     reference = run(7).asnumpy()
-    for chunk in ("20KiB", "1MiB", xaifn.rise.__defaults__[0]):
+    for chunk in ("20KiB", "1MiB", _chunked.DEFAULT_CHUNK):
         np.testing.assert_allclose(run(chunk).asnumpy(), reference, rtol=0, atol=1e-6)  # probabilities
 
 

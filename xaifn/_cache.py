@@ -30,7 +30,7 @@ import warnings
 import weakref
 
 import mindspore as ms
-from mindspore import nn
+from mindspore import nn, ops
 from mindspore.ops import Primitive
 
 from xaifn import _views
@@ -55,7 +55,7 @@ def serialised(fn):
     return locked
 
 
-class _Same:
+class Same:
     """A key part equal only to the very same object; holds it, so its id is never reused."""
 
     __slots__ = ("obj",)
@@ -64,7 +64,7 @@ class _Same:
         self.obj = obj
 
     def __eq__(self, other):
-        return isinstance(other, _Same) and other.obj is self.obj
+        return isinstance(other, Same) and other.obj is self.obj
 
     def __hash__(self):
         return id(self.obj)
@@ -95,26 +95,27 @@ def _cell_tree(cell, identity):
 
 def structure(cell):
     """The structural fingerprint of a Cell's tree (see the module docstring). Cheap: no copy."""
-    cells = tuple(_Same(sub) for _, sub in cell.cells_and_names())
-    return cells, _cell_tree(cell, _Same)
+    cells = tuple(Same(sub) for _, sub in cell.cells_and_names())
+    return cells, _cell_tree(cell, Same)
 
 
 def callable_key(fn):
     """The cache key of a callable argument (activation or inlier function).
 
     Parameter-free Cells are keyed by their type and settings (two ``nn.Softmax()`` are equal);
-    functions carrying an ``xaifn_key`` attribute (``ood.inlier_fn``) by that key;
+    functions carrying an ``xaifn_key`` attribute (``ood.inlier_fn``) by what it returns when
+    called (at each call, so it can include the current storage of Tensors);
     ``functools.partial`` by its function and arguments; anything else by identity.
     """
     if isinstance(fn, nn.Cell) and not list(fn.get_parameters()):
-        return ("cell", _cell_tree(fn, _Same))
+        return ("cell", _cell_tree(fn, Same))
     custom = getattr(fn, "xaifn_key", None)
     if custom is not None:
-        return ("custom", custom)
+        return ("custom", custom())
     if isinstance(fn, functools.partial):
-        return ("partial", callable_key(fn.func), _value_key(fn.args, _Same),
-                _value_key(tuple(sorted(fn.keywords.items())), _Same))
-    return _Same(fn)
+        return ("partial", callable_key(fn.func), _value_key(fn.args, Same),
+                _value_key(tuple(sorted(fn.keywords.items())), Same))
+    return Same(fn)
 
 
 def _version(owner):
@@ -139,9 +140,30 @@ def cached(owner, key, build):
         while len(table) > MAX_KERNELS_PER_OWNER:
             table.popitem(last=False)
         if isinstance(entry[1], _Compiled):
+            entry[1].method = entry[1].method and method_name(key)
             _count_build(owner)
     table.move_to_end(key)
     return entry[1]
+
+
+#: Method names, as they appear in kernel keys, for error messages.
+METHODS = ("gradient", "deconvolution", "guided_backprop", "gradcam", "rise_plus", "rise", "occlusion")
+
+
+def method_name(key):
+    """The explanation method a kernel key belongs to (its first part naming one), else key[0]."""
+    return next((part for part in key if isinstance(part, str) and part in METHODS), str(key[0]))
+
+
+def check_finite_result(values, method):
+    """Raise FloatingPointError if a method's result holds NaN or Inf (from non-finite logits or
+    scores of the network: its weights, or an overflow), rather than return a plausible map."""
+    for value in values if isinstance(values, (tuple, list)) else (values,):
+        if isinstance(value, ms.Tensor) and value.dtype != ms.bool_ and not bool(ops.isfinite(value).all()):
+            raise FloatingPointError(f"{method}: the network produced non-finite (NaN or Inf) logits or "
+                                     "scores for these inputs, so no map is returned. Check its weights, "
+                                     "or run it in a wider float type.")
+    return values
 
 
 def _count_build(owner):
@@ -169,22 +191,29 @@ class _Compiled(nn.Cell):
     "compiled again" warning for every new network.
     """
 
-    def __init__(self, fn):
+    def __init__(self, fn, checked=True):
         super().__init__(auto_prefix=False)
         self.fn = fn
+        #: the method named in errors about non-finite results; "" for kernels not checked
+        self.method = "kernel" if checked else ""
 
     def __call__(self, *args):
         with _LOCK:
-            return super().__call__(*args)
+            out = super().__call__(*args)
+            return check_finite_result(out, self.method) if self.method else out
 
     @ms.jit
     def construct(self, *args):
         return self.fn(*args)
 
 
-def compiled(fn):
-    """`fn` compiled with `ms.jit` (once per input signature), as a callable."""
-    return _Compiled(fn)
+def compiled(fn, checked=True):
+    """`fn` compiled with `ms.jit` (once per input signature), as a callable.
+
+    When `checked`, results that hold NaN or Inf raise FloatingPointError naming the method of the
+    kernel's cache key (`cached`); pass checked=False for a kernel whose caller checks.
+    """
+    return _Compiled(fn, checked)
 
 
 def training_step(loss_of, optimizer):
@@ -196,4 +225,4 @@ def training_step(loss_of, optimizer):
         loss, grads = grad_fn(inputs, labels)
         optimizer(grads)
         return loss
-    return compiled(step)
+    return compiled(step, checked=False)

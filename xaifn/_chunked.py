@@ -63,15 +63,15 @@ def _step_kernel(score_fn, keep):
         images = (x - baseline).expand_dims(1) * kept.expand_dims(0) + baseline  # x K + b (1 - K)
         scores = score_fn(images.reshape((b * k,) + x.shape[1:]), ops.repeat_interleave(aux, k, 0))
         index = ops.broadcast_to(labels.expand_dims(1), (b, k, labels.shape[1]))
-        picked = ops.gather_elements(scores.reshape(b, k, -1), 2, index)  # (b, k, l)
-        flat_masks = masks.reshape(k, -1)
+        picked = ops.gather_elements(scores.reshape(b, k, -1), 2, index).astype(acc.dtype)  # (b, k, l)
+        flat_masks = masks.reshape(k, -1).astype(acc.dtype)
         return acc + ops.matmul(picked.transpose(0, 2, 1), flat_masks)   # (b, l, H*W)
-    return _cache.compiled(step)
+    return _cache.compiled(step, checked=False)  # the sums are checked once, at the end
 
 
 def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, keep=True,
                       baseline=0.0, aux=None):
-    """S (N, l, H, W) as in the module docstring.
+    """S (N, l, H, W) as in the module docstring, summed in float32 (float64 for float64 inputs).
 
     Args:
         build_score: builds, on a cache miss only, the traced score function
@@ -95,16 +95,18 @@ def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, k
     dtype = inputs.dtype
     aux = ms.Tensor(np.zeros((n, 1)), dtype) if aux is None else aux
     base = ms.Tensor(baseline, dtype)
+    sums = ms.float64 if dtype == ms.float64 else ms.float32  # float16 scores summed in float32
     results = []
     for start in range(0, n, block):
         x, lab, a = (_pad_rows(t[start:start + block], block) for t in (inputs, labels, aux))
-        acc = ops.zeros((block, num_targets, height * width), dtype)
+        acc = ops.zeros((block, num_targets, height * width), sums)
         for m0 in range(0, num_masks, per_step):
             chunk_masks = np.asarray(masks[m0:m0 + per_step], dtype=np.float32)
             chunk_masks = _pad_rows(chunk_masks, per_step)
             acc = step(acc, x, lab, ms.Tensor(chunk_masks, dtype), base, a)
         results.append(acc[:min(block, n - start)])
     out = results[0] if len(results) == 1 else ops.cat(results, 0)
+    _cache.check_finite_result(out, _cache.method_name(key))
     return out.reshape(n, num_targets, height, width)
 
 
@@ -120,7 +122,8 @@ def _pad_rows(rows, size):
 
 def _target_kernel(score_fn):
     def scores(x, labels, aux):
-        return ops.gather_elements(score_fn(x, aux), 1, labels)
+        picked = ops.gather_elements(score_fn(x, aux), 1, labels)
+        return picked.astype(ms.float64 if x.dtype == ms.float64 else ms.float32)  # as the sums
     return _cache.compiled(scores)
 
 

@@ -15,13 +15,16 @@ def probability_fn(net_fn, activation_fn):
     return probabilities
 
 
+@_cache.serialised
 def rise(net_fn, activation_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK):
     """RISE saliency (N, l, H, W) for targets (N, l) (l = 1 for int, 0-D or 1-D targets).
 
     Args:
         net_fn: an `nn.Cell` (evaluated through an eval-mode view) or a callable to (N, L) logits.
         activation_fn: logits -> probabilities, e.g. `nn.Softmax()` or `ops.sigmoid`.
-        inputs: float Tensor (N, C, H, W).
+        inputs: finite float Tensor (N, C, H, W); cast to the dtype of the network's Parameters
+            when it differs (e.g. float64 inputs to a float32 network). The map is float32
+            (float64 for a float64 network): float16 scores are summed in float32.
         targets: int, list of N ints, 0-D/1-D/(N, l) integer Tensor.
         masks: (K, 1, H, W) Tensor or array in [0, 1], or a lazy `RiseMasks` (streamed).
         chunk: the memory of one compiled step: a byte size such as "128MiB" (the default), or
@@ -38,7 +41,7 @@ def rise(net_fn, activation_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK):
         >>> xaifn.rise(LeNet5(), nn.Softmax(), x, ms.Tensor([[1, 2], [3, 4]]), masks).shape
         (2, 2, 32, 32)
     """
-    labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
+    inputs, labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
     masks = _checks.check_masks(masks, *inputs.shape[2:])
     step = images_per_step(chunk, bytes_per_image(net_fn, inputs))
     sums = perturbation_sums(lambda: probability_fn(_cache.evaluable(net_fn), activation_fn), inputs, labels,

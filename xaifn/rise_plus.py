@@ -40,6 +40,7 @@ def _max_score_kernel(inlier_fn):
     return _cache.compiled(max_score)
 
 
+@_cache.serialised
 def rise_plus(net_fn, activation_fn, inlier_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK):
     """RISEPlus saliency (N, l, H, W); arguments as `xaifn.rise`, plus `inlier_fn`.
 
@@ -57,7 +58,7 @@ def rise_plus(net_fn, activation_fn, inlier_fn, inputs, targets, masks, chunk=DE
         (2, 1, 32, 32)
     """
     _checks.check_callable(inlier_fn, "inlier_fn")
-    labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
+    inputs, labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
     masks = _checks.check_masks(masks, *inputs.shape[2:])
     # keyed on the network, like the main kernel: rebuilt when a checkpoint is loaded into it
     inlier_key, activation_key = _cache.callable_key(inlier_fn), _cache.callable_key(activation_fn)
