@@ -13,7 +13,7 @@ from mindspore import nn, ops
 from mindspore.train import LearningRateScheduler
 from mindspore.train.callback import RunContext, _CallbackManager, _InternalCallbackParam
 
-from xaifn import _cache, _checks, ood
+from xaifn import _cache, _checks, _rules, ood
 from xaifn._views import network_view
 from xaifn.gradcam import gradcam
 from xaifn.gradients import deconvolution, gradient, guided_backprop
@@ -55,8 +55,20 @@ class Gradient(_Attribution):
     _method = staticmethod(gradient)
 
 
-class Deconvolution(_Attribution):
-    """Deconvolution (`xaifn.deconvolution`): positive gradients only through each `nn.ReLU` cell.
+class _RuleAttribution(_Attribution):
+    """A gradient-family explainer with a backward rule at the activations chosen by `activations`
+    ("all", "relu" or a tuple of Cell types; see `xaifn.deconvolution`)."""
+
+    def __init__(self, network, *, activations="all"):
+        super().__init__(network)
+        self._activations = _rules.check_activations(activations)
+
+    def __call__(self, inputs, targets):
+        return type(self)._method(self._network, inputs, targets, activations=self._activations)
+
+
+class Deconvolution(_RuleAttribution):
+    """Deconvolution (`xaifn.deconvolution`): positive gradients only through each activation cell.
 
     Example:
         >>> import numpy as np, mindspore as ms
@@ -70,7 +82,7 @@ class Deconvolution(_Attribution):
     _method = staticmethod(deconvolution)
 
 
-class GuidedBackprop(_Attribution):
+class GuidedBackprop(_RuleAttribution):
     """Guided Backpropagation (`xaifn.guided_backprop`).
 
     Example:
