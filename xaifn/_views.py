@@ -48,7 +48,7 @@ class _LayerTap(nn.Cell):
 
     def construct(self, x):
         activation = self.layer(x)
-        self.shapes.append(tuple(activation.shape))
+        self.shapes.append(tuple(activation.shape) if isinstance(activation, ms.Tensor) else type(activation))
         return activation
 
 
@@ -166,20 +166,17 @@ def output_shape(net_fn, sample_shape, dtype):
 def trace_layer(network, layer_name, sample_shape, dtype):
     """Run a view of `network` once on a zero sample; return (output shape, layer output shape).
 
-    Raises ValueError if the layer is not called exactly once or its output is not 4-D.
+    Raises ValueError if the layer is not called exactly once or does not output one Tensor.
     """
     view = eval_view(network)
     tap = _LayerTap(dict(view.cells_and_names())[layer_name])
     _replace(view, lambda c: c is tap.layer, lambda c: tap)
     with pynative():
-        out = tuple(view(ms.Tensor(np.zeros((1,) + tuple(sample_shape)), dtype)).shape)
+        out = view(ms.Tensor(np.zeros((1,) + tuple(sample_shape)), dtype))
     if len(tap.shapes) != 1:
         raise ValueError(f"`layer` {layer_name!r} is called {len(tap.shapes)} times in one forward "
                          "pass; GradCAM needs a layer that is called exactly once.")
-    if len(tap.shapes[0]) != 4:
-        raise ValueError(f"`layer` {layer_name!r} outputs shape {tap.shapes[0]}; GradCAM needs a "
-                         "layer with a 4-D (N, K, h, w) output.")
-    return out, tap.shapes[0]
+    return tuple(out.shape), tap.shapes[0]
 
 
 def layer_probe_view(network, layer, activation_shape, dtype=ms.float32):

@@ -98,7 +98,7 @@ class GuidedBackprop(_RuleAttribution):
 
 
 class GradCAM(_Attribution):
-    """GradCAM (`xaifn.gradcam`) at the cell named `layer` ('' = the input).
+    """GradCAM (`xaifn.gradcam`) at the cell named `layer` ('' = the input); `reshape` as there.
 
     Example:
         >>> import numpy as np, mindspore as ms
@@ -109,13 +109,16 @@ class GradCAM(_Attribution):
         (1, 1, 32, 32)
     """
 
-    def __init__(self, network, layer=""):
+    def __init__(self, network, layer="", *, reshape=None):
         super().__init__(network)
         _checks.check_layer_name(network, layer)
+        if reshape is not None:
+            _checks.check_callable(reshape, "reshape")
         self._layer = layer
+        self._reshape = reshape
 
     def __call__(self, inputs, targets):
-        return gradcam(self._network, inputs, targets, self._layer)
+        return gradcam(self._network, inputs, targets, self._layer, reshape=self._reshape)
 
 
 class _Perturbation(_Attribution):
