@@ -14,7 +14,7 @@ from mindspore import nn, ops
 from mindspore.train import LearningRateScheduler
 from mindspore.train.callback import RunContext, _CallbackManager, _InternalCallbackParam
 
-from xaifn import _cache, _checks, ood
+from xaifn import _cache, _checks, _rules, ood
 from xaifn._views import network_view
 from xaifn.gradcam import gradcam
 from xaifn.gradients import deconvolution, gradient, guided_backprop
@@ -56,8 +56,20 @@ class Gradient(_Attribution):
     _method = staticmethod(gradient)
 
 
-class Deconvolution(_Attribution):
-    """Deconvolution (`xaifn.deconvolution`): positive gradients only through each `nn.ReLU` cell.
+class _RuleAttribution(_Attribution):
+    """A gradient-family explainer with a backward rule at the activations chosen by `activations`
+    ("all", "relu" or a tuple of Cell types; see `xaifn.deconvolution`)."""
+
+    def __init__(self, network, *, activations="all"):
+        super().__init__(network)
+        self._activations = _rules.check_activations(activations)
+
+    def __call__(self, inputs, targets):
+        return type(self)._method(self._network, inputs, targets, activations=self._activations)
+
+
+class Deconvolution(_RuleAttribution):
+    """Deconvolution (`xaifn.deconvolution`): positive gradients only through each activation cell.
 
     Example:
         >>> import numpy as np, mindspore as ms
@@ -71,7 +83,7 @@ class Deconvolution(_Attribution):
     _method = staticmethod(deconvolution)
 
 
-class GuidedBackprop(_Attribution):
+class GuidedBackprop(_RuleAttribution):
     """Guided Backpropagation (`xaifn.guided_backprop`).
 
     Example:
@@ -87,7 +99,7 @@ class GuidedBackprop(_Attribution):
 
 
 class GradCAM(_Attribution):
-    """GradCAM (`xaifn.gradcam`) at the cell named `layer` ('' = the input).
+    """GradCAM (`xaifn.gradcam`) at the cell named `layer` ('' = the input); `reshape` as there.
 
     Example:
         >>> import numpy as np, mindspore as ms
@@ -98,13 +110,16 @@ class GradCAM(_Attribution):
         (1, 1, 32, 32)
     """
 
-    def __init__(self, network, layer=""):
+    def __init__(self, network, layer="", *, reshape=None):
         super().__init__(network)
         _checks.check_layer_name(network, layer)
+        if reshape is not None:
+            _checks.check_callable(reshape, "reshape")
         self._layer = layer
+        self._reshape = reshape
 
     def __call__(self, inputs, targets):
-        return gradcam(self._network, inputs, targets, self._layer)
+        return gradcam(self._network, inputs, targets, self._layer, reshape=self._reshape)
 
 
 class _Perturbation(_Attribution):
