@@ -475,7 +475,8 @@ def probability_kernel(net, activation):
     def probabilities(x):
         return activation(view(x))
     view = _cache.evaluable(net)
-    return _cache.cached(net, ("dataset_probabilities", activation), lambda: _cache.compiled(probabilities))
+    return _cache.cached(net, ("dataset_probabilities", _cache.callable_key(activation)),
+                         lambda: _cache.compiled(probabilities))
 
 
 def explain_batch(images, labels, masks, job):
