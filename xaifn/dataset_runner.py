@@ -471,12 +471,14 @@ def _run_blocks(pipeline, todo, block, num_rows, group, job, bar):
 
 
 def probability_kernel(net, activation):
-    """inputs -> activation(net(inputs)), compiled once per (network, activation) and cached."""
+    """inputs -> activation(net(inputs)), compiled once per (network, activation) and cached.
+
+    Not checked for non-finite values: the methods run on the same inputs check theirs."""
     def probabilities(x):
         return activation(view(x))
     view = _cache.evaluable(net)
     return _cache.cached(net, ("dataset_probabilities", _cache.callable_key(activation)),
-                         lambda: _cache.compiled(probabilities))
+                         lambda: _cache.compiled(probabilities, checked=False))
 
 
 def explain_batch(images, labels, masks, job):
