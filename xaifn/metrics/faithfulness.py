@@ -10,7 +10,15 @@ and a removed pixel set to `reference` in every channel:
     naive      FI_j = mean saliency of ranks [jq, (j+1)q), p_j = p(x without only those)
                result (1 - corr(FI, p)) / 2                 (Pearson; 0 correlation if FI or p is flat)
 
-Higher is better. The auc is not clipped: a deletion that raises p gives a result above 1.
+The formulas are the original's, kept exactly so that the numbers agree. Two consequences:
+the auc is not clipped (a deletion that raises p gives a deletion result above 1), and, because the
+original integrates the drops d_j rather than p itself, a map that finds the evidence faster gets
+a LARGER deletion auc and so a LOWER deletion result 1 - auc / 2 (the original documents "higher is
+better" for all three; that holds for insertion and naive faithfulness, not for its deletion
+formula). The curves are returned whole (`return_curve=True`) for any other summary. The
+original's naive-faithfulness blocks skipped one rank between consecutive blocks (an off-by-one);
+xaifn's blocks are contiguous. Ties in the ranking are broken by pixel index (the original's sort
+was unstable).
 """
 import math
 
@@ -59,7 +67,8 @@ def _curve(net_fn, activation_fn, inputs, targets, saliency, num_steps, pixels_p
 
 def deletion_auc(net_fn, activation_fn, inputs, targets, saliency, *, num_steps=None,
                  pixels_per_step=None, reference=0.0, chunk=DEFAULT_CHUNK, return_curve=False):
-    """Deletion score 1 - auc / 2 per sample (N,), as the original's "DeletionAUC" (module docstring).
+    """Deletion score 1 - auc / 2 per sample (N,), as the original's "DeletionAUC" (module docstring:
+    the faster the target probability drops, the larger the auc and the LOWER this score).
 
     Args:
         net_fn: an `nn.Cell` (evaluated through an eval-mode view) or a callable to (N, L) logits.
@@ -75,7 +84,7 @@ def deletion_auc(net_fn, activation_fn, inputs, targets, saliency, *, num_steps=
     Returns:
         float32 Tensor (N,), or (scores, curve) with `return_curve`.
 
-    Example: a linear model explained by its own weights deletes best.
+    Example:
         >>> import numpy as np, mindspore as ms
         >>> from mindspore import nn
         >>> from xaifn.metrics import deletion_auc
