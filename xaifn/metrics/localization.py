@@ -2,7 +2,7 @@
 
     pointing game   (r, c) = argmax S (first in row-major order on ties); 1 if the disc
                     (dr^2 + dc^2) < radius^2 around (r, c), in (row, col) coordinates, meets the region
-    IoSR            salient = S > threshold * max S;  |region AND salient| / max(|salient|, 1e-10)
+    IoSR            salient = S > threshold * max S;  count(region AND salient) / max(count(salient), 1e-10)
 
 S is the saliency map averaged over its channels. The original built the pointing-game disc with
 `np.meshgrid` in 'xy' indexing, transposed against the (H, W) mask; xaifn uses (row, col).
@@ -49,7 +49,8 @@ def pointing_game(saliency, masks, radius=15):
 
 
 def iosr(saliency, masks, threshold=0.5):
-    """Intersection over salient region (N,): |region AND (S > threshold * max S)| / |salient|.
+    """Intersection over salient region (N,): count(region AND salient) / count(salient), where
+    salient = S > threshold * max S (strict; count(salient) floored at 1e-10).
 
     Example:
         >>> import numpy as np
