@@ -114,6 +114,13 @@ def _removal_kernel(score_fn):
     return _cache.compiled(step)
 
 
+def _balanced(count, most):
+    """The smallest part size that splits `count` into as few parts of at most `most` as possible
+    (33 steps, at most 32 per call: 2 calls of 17, not 32 + 1 padded to 32)."""
+    parts = -(-count // most)
+    return -(-count // parts)
+
+
 def removal_scores(build_score, inputs, labels, ranks, intervals, chunk, cache_key, *, reference=0.0,
                    fill=None):
     """score(x~_nj)[t_n] (N, S): sample n with the pixels of rank in [low_j, high_j) removed.
@@ -122,8 +129,9 @@ def removal_scores(build_score, inputs, labels, ranks, intervals, chunk, cache_k
 
     The removal masks R are built inside the compiled kernel from the ranks, one chunk at a time,
     so memory does not grow with the number of steps S: a step of the loop holds a block of b
-    samples times k intervals (b * k <= chunk), the last block padded (padded rows are dropped, a
-    padded interval removes nothing) so that one compiled kernel serves every step.
+    samples times k intervals (b * k <= chunk, both balanced so that padding stays below one row per
+    call), the last block padded (padded rows are dropped, a padded interval removes nothing) so
+    that one compiled kernel serves every step.
 
     Args:
         build_score: builds, on a cache miss only, the traced score function
@@ -141,8 +149,8 @@ def removal_scores(build_score, inputs, labels, ranks, intervals, chunk, cache_k
     owner, key = cache_key
     step = _cache.cached(owner, ("removal_scores",) + tuple(key), lambda: _removal_kernel(build_score()))
     n, num_steps = inputs.shape[0], len(intervals)
-    block = min(n, chunk)
-    per_step = min(max(1, chunk // block), num_steps)
+    block = _balanced(n, chunk)                               # samples per call
+    per_step = _balanced(num_steps, max(1, chunk // block))   # intervals per call
     dtype = inputs.dtype
     ranks = ms.Tensor(np.asarray(ranks, np.int32)[:, None])
     intervals = _pad_rows(np.asarray(intervals, np.int32).reshape(-1, 2), -(-num_steps // per_step) * per_step)
