@@ -142,3 +142,23 @@ def test_similarity_measures():
     tied = np.round(a * 3).reshape(3, -1)
     assert_close(metrics.spearman(tied, b.reshape(3, -1)),
                  [stats.spearmanr(u, v).statistic for u, v in zip(tied, b.reshape(3, -1))], rtol=1e-10)
+
+
+def test_new_weights_of_the_user_network_are_honoured(pzoo):
+    """The private copy is kept between calls; weights changed in place or loaded since are used."""
+    shape = (1, 4, 4)
+    net, _, _ = pzoo.linear_net(shape, num_class=2, seed=10)
+    x = ms.Tensor(np.random.default_rng(11).random((2,) + shape), ms.float32)
+    explain = lambda n: functools.partial(xaifn.gradient, n)  # noqa: E731
+    metrics.model_randomization(explain, net, x, 0, seed=0)
+    fresh = np.random.default_rng(12).standard_normal(net.fc.weight.shape).astype(np.float32)
+    ms.ops.assign(net.fc.weight, ms.Tensor(fresh))                          # in place
+    twin, _, _ = pzoo.linear_net(shape, num_class=2, seed=10)
+    ms.ops.assign(twin.fc.weight, ms.Tensor(fresh))
+    for field in ("spearman", "ssim"):
+        np.testing.assert_array_equal(getattr(metrics.model_randomization(explain, net, x, 0, seed=0), field).asnumpy(),
+                                      getattr(metrics.model_randomization(explain, twin, x, 0, seed=0), field).asnumpy())
+    net.fc.weight.set_data(ms.Tensor(-fresh))                               # storage replaced
+    twin.fc.weight.set_data(ms.Tensor(-fresh))
+    np.testing.assert_array_equal(metrics.model_randomization(explain, net, x, 0, seed=0).ssim.asnumpy(),
+                                  metrics.model_randomization(explain, twin, x, 0, seed=0).ssim.asnumpy())

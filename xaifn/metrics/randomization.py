@@ -1,6 +1,6 @@
 """Model-parameter randomisation sanity checks (Adebayo et al., NeurIPS 2018).
 
-On a copy of the network (the user's Parameters are never written), layers are re-initialised one
+On a private copy of the network (the user's Parameters are never written), layers are re-initialised one
 at a time from the top (the output side) down and the explanation is recomputed:
 
 * cascading: layer l and every layer above it are randomised;
@@ -27,7 +27,7 @@ import mindspore as ms
 from mindspore import ops
 from scipy import stats
 
-from xaifn import _checks
+from xaifn import _cache, _checks
 from xaifn.metrics._common import as_tensor
 
 #: The per-layer similarities (N, number of layers), one column per entry of `layers`.
@@ -35,7 +35,11 @@ Randomization = collections.namedtuple("Randomization", "layers spearman spearma
 
 
 def _private_copy(net):
-    """A deep copy of `net` whose Parameters are new ones holding copies of the values."""
+    """A deep copy of `net` whose Parameters are new ones holding copies of the values.
+
+    One copy is kept per network (`xaifn._cache`, renewed when the network's Parameter storage
+    moves), and its Parameters are overwritten in place at every call, so that the explainer's
+    kernels compiled for the copy serve every call."""
     memo = {id(p): ms.Parameter(ms.Tensor(p.asnumpy()), name=p.name, requires_grad=p.requires_grad)
             for p in net.get_parameters()}
     clone = copy.deepcopy(net, memo)
@@ -124,7 +128,9 @@ def model_randomization(explain_fn_of_net, net, inputs, targets, *, mode="cascad
     _checks.check_inputs(inputs)
     mode = _checks.check_choice(mode, "mode", ("cascading", "independent"))
     seed = _checks.check_seed(seed)
-    clone = _private_copy(net)
+    clone = _cache.cached(net, ("randomization_copy",), lambda: _private_copy(net))
+    for mine, theirs in zip(clone.get_parameters(), net.get_parameters()):   # the current weights
+        ops.assign(mine, theirs.value())
     order = _layers(clone, layers)
     explain = _checks.check_callable(explain_fn_of_net(clone), "explain_fn_of_net(net)")
 

@@ -33,23 +33,23 @@ def linear_imputation(image, removed):
     position[unknown] = np.arange(len(unknown))
     rows, cols = np.divmod(unknown, width)
     flat = image.reshape(channels, -1).astype(np.float64)
-    diagonal = np.zeros(len(unknown))
+    index = np.arange(len(unknown))
+    rows_at, cols_at, weights_at = [index], [index], [np.zeros(len(unknown))]   # the diagonal first
     right = np.zeros((len(unknown), channels))
-    entries = [], [], []
     for dr, dc, weight in NEIGHBOURS:
         r, c = rows + dr, cols + dc
         inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-        diagonal += weight * inside
+        weights_at[0] += weight * inside
         neighbour = np.where(inside, r * width + c, 0)
         other = np.where(inside, position[neighbour], -1)
         known = inside & (other < 0)
         right[known] += weight * flat[:, neighbour[known]].T
         link = other >= 0
-        for store, values in zip(entries, (np.flatnonzero(link), other[link], np.full(link.sum(), -weight))):
-            store.append(values)
-    matrix = sparse.csc_matrix((np.concatenate(entries[2]), (np.concatenate(entries[0]),
-                                                             np.concatenate(entries[1]))),
-                               shape=(len(unknown),) * 2) + sparse.diags(diagonal, format="csc")
+        rows_at.append(index[link])
+        cols_at.append(other[link])
+        weights_at.append(np.full(link.sum(), -weight))
+    matrix = sparse.csc_matrix((np.concatenate(weights_at), (np.concatenate(rows_at), np.concatenate(cols_at))),
+                               shape=(len(unknown),) * 2)
     solved = linalg.spsolve(matrix, right).reshape(len(unknown), channels)
     out = flat.copy()
     out[:, unknown] = solved.T

@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 import mindspore as ms
+from mindspore import ops
 
 from xaifn import _checks
 from xaifn.metrics._common import as_tensor
@@ -66,13 +67,13 @@ def max_sensitivity(explain_fn, inputs, targets, noise=None, *, seed=None, num_p
     _checks.check_inputs(inputs)
     delta, count = _noise_source(noise, seed, num_perturbations, radius, tuple(inputs.shape))
     base = explain_fn(inputs, targets) if saliency is None else saliency
-    base = base.asnumpy() if isinstance(base, ms.Tensor) else np.asarray(base)
-    base = base.reshape(len(base), -1).astype(np.float64)
-    worst = np.zeros(len(base))
-    for k in range(count):
-        moved = explain_fn(inputs + ms.Tensor(delta(k), inputs.dtype), targets).asnumpy()
-        worst = np.maximum(worst, np.linalg.norm(moved.reshape(len(base), -1) - base, axis=1))
-    norm = np.linalg.norm(base, axis=1)
+    base = (base if isinstance(base, ms.Tensor) else ms.Tensor(np.asarray(base))).astype(ms.float32)
+    base = base.reshape(base.shape[0], -1)
+    worst = ops.zeros(base.shape[0], ms.float32)
+    for k in range(count):            # kept on the device: no host round trip per perturbation
+        moved = explain_fn(inputs + ms.Tensor(delta(k), inputs.dtype), targets).astype(ms.float32)
+        worst = ops.maximum(worst, ops.norm(moved.reshape(base.shape) - base, dim=1))
+    worst, norm = worst.asnumpy().astype(np.float64), ops.norm(base, dim=1).asnumpy().astype(np.float64)
     if (norm == 0).any():
         warnings.warn(f"the saliency map of sample(s) {np.flatnonzero(norm == 0).tolist()} is zero: "
                       "max-sensitivity is NaN there.", RuntimeWarning, stacklevel=2)

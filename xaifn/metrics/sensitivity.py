@@ -32,7 +32,8 @@ def class_sensitivity(explain_fn, net_fn, inputs):
     """
     _checks.check_callable(explain_fn, "explain_fn")
     _checks.check_call(net_fn, inputs, 0)
-    logits = _cache.evaluable(net_fn)(inputs)
+    forward = _cache.cached(net_fn, ("logits",), lambda: _cache.compiled(_cache.evaluable(net_fn)))
+    logits = forward(inputs)
     most, least = (ms.Tensor(f(logits.asnumpy(), axis=1).astype(np.int32)) for f in (np.argmax, np.argmin))
     maps = [_checks.check_saliency(explain_fn(inputs, labels), inputs.shape[0], inputs.shape[2:],
                                    name="explain_fn(inputs, targets)") for labels in (most, least)]
