@@ -155,9 +155,9 @@ def test_new_weights_of_the_user_network_are_honoured(pzoo):
     ms.ops.assign(net.fc.weight, ms.Tensor(fresh))                          # in place
     twin, _, _ = pzoo.linear_net(shape, num_class=2, seed=10)
     ms.ops.assign(twin.fc.weight, ms.Tensor(fresh))
+    ours, theirs = (metrics.model_randomization(explain, n, x, 0, seed=0) for n in (net, twin))
     for field in ("spearman", "ssim"):
-        np.testing.assert_array_equal(getattr(metrics.model_randomization(explain, net, x, 0, seed=0), field).asnumpy(),
-                                      getattr(metrics.model_randomization(explain, twin, x, 0, seed=0), field).asnumpy())
+        np.testing.assert_array_equal(getattr(ours, field).asnumpy(), getattr(theirs, field).asnumpy())
     net.fc.weight.set_data(ms.Tensor(-fresh))                               # storage replaced
     twin.fc.weight.set_data(ms.Tensor(-fresh))
     np.testing.assert_array_equal(metrics.model_randomization(explain, net, x, 0, seed=0).ssim.asnumpy(),

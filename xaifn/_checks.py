@@ -282,3 +282,17 @@ def check_fractions(fractions, name="fractions"):
     if not all(0 < v < 1 for v in values):
         raise ValueError(f"`{name}` must lie in (0, 1), got {values}.")
     return np.asarray(values, np.float64)
+
+
+def check_num_classes(net_fn, inputs, expected, name="network"):
+    """Raise ValueError unless `net_fn` maps `inputs`-shaped samples to (N, expected) outputs.
+
+    Uses the same cached one-sample shape discovery as `check_call`.
+    """
+    sample = (tuple(inputs.shape[1:]), inputs.dtype)
+    shape = _cache.cached(net_fn, ("output_shape",) + sample,
+                          lambda: _views.output_shape(_cache.evaluable(net_fn), *sample))
+    width = check_output_width(shape, name)
+    if width != expected:
+        raise ValueError(f"`{name}` outputs {width} classes, but `num_labels` is {expected}.")
+    return width

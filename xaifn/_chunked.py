@@ -102,13 +102,11 @@ def target_scores(build_score, inputs, labels, cache_key, aux=None):
 # --------------------------------------------------------------------------------------------
 
 def _removal_kernel(score_fn):
-    def step(x, labels, ranks, low, high, fill, aux):
-        b, k = x.shape[0], low.shape[0]
-        pixel_rank = ranks.expand_dims(1)                                         # (b, 1, 1, H, W)
-        bounds = (1, k, 1, 1, 1)
-        removed = ((pixel_rank >= low.reshape(bounds)) & (pixel_rank < high.reshape(bounds))).astype(x.dtype)
-        images = x.expand_dims(1) * (1 - removed) + fill * removed               # (b, k, C, H, W)
-        scores = score_fn(images.reshape((b * k,) + x.shape[1:]), ops.repeat_interleave(aux, k, 0))
+    def step(repeated, labels, kept, fill, aux):
+        b = labels.shape[0]
+        images = (repeated - fill) * kept + fill                                  # (b * k, C, H, W)
+        scores = score_fn(images, aux)
+        k = scores.shape[0] // b
         index = ops.broadcast_to(labels.expand_dims(1), (b, k, 1))
         return ops.gather_elements(scores.reshape(b, k, -1), 2, index).squeeze(2)  # (b, k)
     return _cache.compiled(step)
@@ -125,13 +123,15 @@ def removal_scores(build_score, inputs, labels, ranks, intervals, chunk, cache_k
                    fill=None):
     """score(x~_nj)[t_n] (N, S): sample n with the pixels of rank in [low_j, high_j) removed.
 
-        x~_nj = x_n * (1 - R_nj) + fill_nj * R_nj,     R_nj = 1[low_j <= rank_n < high_j]  (all channels)
+        x~_nj = x_n * K_nj + fill_nj * (1 - K_nj),     K_nj = 1 - 1[low_j <= rank_n < high_j]  (all channels)
 
-    The removal masks R are built inside the compiled kernel from the ranks, one chunk at a time,
-    so memory does not grow with the number of steps S: a step of the loop holds a block of b
-    samples times k intervals (b * k <= chunk, both balanced so that padding stays below one row per
-    call), the last block padded (padded rows are dropped, a padded interval removes nothing) so
-    that one compiled kernel serves every step.
+    Work runs in calls of a block of b samples times k intervals (b * k <= chunk, both balanced so
+    that padding stays below one row per call), the last block padded (padded rows are dropped, a
+    padded interval removes nothing) so that one compiled kernel serves every call. The keep masks
+    K (1 / C of the images' size) are built from the ranks on the host one call at a time, so
+    memory does not grow with the number of steps S; each sample block is repeated k times on the
+    device once, and the kernel blends and scores (measured faster on CPU than building the masks
+    in the kernel with 5-D broadcasts: benchmarks/bench_metrics.py).
 
     Args:
         build_score: builds, on a cache miss only, the traced score function
@@ -144,31 +144,34 @@ def removal_scores(build_score, inputs, labels, ranks, intervals, chunk, cache_k
         cache_key: (owner, key) under which the compiled kernel is cached (see `_cache.cached`).
         reference: the value of a removed pixel when `fill` is None.
         fill: None, or a function (n0, n1, s0, s1) -> float array (n1 - n0, s1 - s0, C, H, W) of the
-            values removed pixels take in samples n0..n1-1 at steps s0..s1-1 (read per chunk).
+            values removed pixels take in samples n0..n1-1 at steps s0..s1-1 (read per call).
     """
     owner, key = cache_key
     step = _cache.cached(owner, ("removal_scores",) + tuple(key), lambda: _removal_kernel(build_score()))
     n, num_steps = inputs.shape[0], len(intervals)
     block = _balanced(n, chunk)                               # samples per call
     per_step = _balanced(num_steps, max(1, chunk // block))   # intervals per call
-    dtype = inputs.dtype
-    ranks = ms.Tensor(np.asarray(ranks, np.int32)[:, None])
-    intervals = _pad_rows(np.asarray(intervals, np.int32).reshape(-1, 2), -(-num_steps // per_step) * per_step)
-    aux = ms.Tensor(np.zeros((block, 1)), dtype)
+    dtype, image = inputs.dtype, tuple(inputs.shape[1:])
+    ranks = np.asarray(ranks)[:, None]                                            # (N, 1, H, W)
+    intervals = _pad_rows(np.asarray(intervals).reshape(-1, 2), -(-num_steps // per_step) * per_step)
+    aux = ms.Tensor(np.zeros((block * per_step, 1)), dtype)
     constant = ms.Tensor(reference, dtype)
     results = []
     for start in range(0, n, block):
         stop = min(start + block, n)
-        x, lab, rk = (_pad_rows(t[start:stop], block) for t in (inputs, labels, ranks))
+        repeated = ops.repeat_interleave(_pad_rows(inputs[start:stop], block), per_step, 0)
+        lab, rank = _pad_rows(labels[start:stop], block), _pad_rows(ranks[start:stop], block)
         row = []
         for s0 in range(0, num_steps, per_step):
-            low, high = (ms.Tensor(intervals[s0:s0 + per_step, i]) for i in (0, 1))
+            low, high = (intervals[s0:s0 + per_step, i].reshape(1, -1, 1, 1, 1) for i in (0, 1))
+            kept = ((rank[:, None] < low) | (rank[:, None] >= high)).astype(np.float32)
+            kept = ms.Tensor(kept.reshape((block * per_step, 1) + image[1:]), dtype)
             if fill is None:
                 values = constant
             else:
                 values = np.asarray(fill(start, stop, s0, min(s0 + per_step, num_steps)), np.float32)
                 values = _pad_rows(_pad_rows(values, block).swapaxes(0, 1), per_step).swapaxes(0, 1)
-                values = ms.Tensor(values, dtype)
-            row.append(step(x, lab, rk, low, high, values, aux))
+                values = ms.Tensor(values.reshape((block * per_step,) + image), dtype)
+            row.append(step(repeated, lab, kept, values, aux))
         results.append(ops.cat(row, 1)[:stop - start, :num_steps])
     return results[0] if len(results) == 1 else ops.cat(results, 0)

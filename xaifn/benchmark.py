@@ -14,7 +14,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn
 
-from xaifn import _cache, _checks, _views, metrics
+from xaifn import _checks, metrics
 
 
 def _check_explainer(explainer):
@@ -104,13 +104,7 @@ class _LabelSensitive:
         _check_explainer(explainer)
         _checks.check_inputs(inputs)
         network = explainer.network
-        sample = (tuple(inputs.shape[1:]), inputs.dtype)
-        shape = _cache.cached(network, ("output_shape",) + sample,
-                              lambda: _views.output_shape(_cache.evaluable(network), *sample))
-        width = _checks.check_output_width(shape, "explainer.network")
-        if width != self._num_labels:
-            raise ValueError(f"the explainer's network outputs {width} classes, but `num_labels` is "
-                             f"{self._num_labels}.")
+        _checks.check_num_classes(network, inputs, self._num_labels, "explainer.network")
         labels = _checks.check_targets(targets, inputs.shape[0], self._num_labels).reshape(-1)
         if saliency is None:
             saliency = explainer(inputs, labels)

@@ -489,7 +489,8 @@ def plot_curves(path, curves, labels=None, title=None, xs=None, y_range=(0.0, 1.
             ``xaifn.metrics.deletion_auc(..., return_curve=True)``.
         labels: None or one str per curve (drawn in a legend on the right).
         title: None or a str drawn above the axes.
-        xs: the S x positions, a list, array or Tensor (default: evenly spaced in [0, 1], e.g. the fraction of pixels removed).
+        xs: the S x positions, a list, array or Tensor (default: evenly spaced in [0, 1], e.g. the
+            fraction of pixels removed).
         y_range: (low, high) of the y axis, or None for the data's range.
         size: (width, height) of the whole picture in pixels.
 

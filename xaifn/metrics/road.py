@@ -1,12 +1,13 @@
 """ROAD, remove and debias (Rong et al., ICML 2022): removal with noisy linear imputation.
 
-For each fraction f, the round(f * H * W) most salient pixels (MoRF) or least salient ones (LeRF)
-are removed (ranks by the channel-averaged map, ties by pixel index) and imputed, in every channel,
-by the linear system that makes each removed pixel the weighted mean of its 8 neighbours inside the
-image (weight 1/6 for the 4 direct neighbours, 1/12 for the diagonal ones), the kept pixels being
-fixed; Gaussian noise of standard deviation `noise` is then added to the imputed pixels. This
-avoids the out-of-distribution edges that constant removal creates. The noise for sample n at
-fraction j comes from `np.random.default_rng([seed, n, j])`, so results do not depend on the chunk.
+For each fraction f, the round(f * H * W) (at least 1, at most H * W - 1) most salient pixels
+(MoRF) or least salient ones (LeRF) are removed (ranks by the channel-averaged map, ties by
+pixel index) and imputed, in every channel, by the linear system that makes each removed pixel
+the weighted mean of its 8 neighbours inside the image (weight 1/6 for the 4 direct neighbours,
+1/12 for the diagonal ones), the kept pixels being fixed; Gaussian noise of standard deviation
+`noise` is then added to the imputed pixels. This avoids the out-of-distribution edges that
+constant removal creates. The noise for sample n at fraction j comes from
+`np.random.default_rng([seed, n, j])`, so results do not depend on the chunk.
 
 The curve is p_j = sigma(f(x~_j))[t]; the score is its mean over the fractions: for MoRF lower is
 better (the prediction collapses fast), for LeRF higher is better.
