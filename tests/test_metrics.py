@@ -149,6 +149,19 @@ def test_batched_equals_per_sample_and_chunk_invariance(linear):
         assert_close(one, batch.asnumpy()[n:n + 1], rtol=1e-6)
 
 
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), scale=st.floats(0.1, 10), shift=st.floats(-5, 5))
+def test_deletion_and_insertion_depend_only_on_the_ranking(linear, seed, scale, shift):
+    """A strictly increasing transform of the map (ties kept) changes nothing."""
+    net, _, _ = linear
+    x = ms.Tensor(uniform(seed % 1000, (2,) + SHAPE))
+    saliency = tied_saliency(seed, (2, 1, 6, 6))
+    moved = np.exp(saliency.astype(np.float64)) * scale + shift
+    for metric in (metrics.deletion_auc, metrics.insertion_auc):
+        np.testing.assert_array_equal(metric(net, SOFTMAX, x, [0, 1], saliency).asnumpy(),
+                                      metric(net, SOFTMAX, x, [0, 1], moved).asnumpy())
+
+
 def test_ties_are_broken_by_pixel_index(linear):
     """A constant map removes pixels in row-major order: the curve equals that of the map
     -index, whose order is row-major without ties."""
