@@ -75,22 +75,26 @@ def spearman(a, b):
         return (ra * rb).sum(axis=1) / np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1))
 
 
+def _window_means(maps, win):
+    """Mean of every win x win window of maps (N, H, W) -> (N, H - win + 1, W - win + 1)."""
+    total = np.pad(maps, ((0, 0), (1, 0), (1, 0))).cumsum(axis=1).cumsum(axis=2)
+    return (total[:, win:, win:] - total[:, :-win, win:] - total[:, win:, :-win] + total[:, :-win, :-win]) / win ** 2
+
+
 def ssim(a, b):
     """SSIM (N,) of maps a, b (N, H, W), each min-max scaled to [0, 1] (see the module docstring)."""
     def scaled(m):
         low = m.min(axis=(1, 2), keepdims=True)
         span = m.max(axis=(1, 2), keepdims=True) - low
         return (m - low) / np.where(span == 0, 1, span)
-    a, b = scaled(a), scaled(b)
+    a, b = scaled(np.asarray(a, np.float64)), scaled(np.asarray(b, np.float64))
     win = min(7, *a.shape[1:])
     win -= 1 - win % 2
-    view = lambda m: np.lib.stride_tricks.sliding_window_view(m, (win, win), axis=(1, 2))  # noqa: E731
-    wa, wb = view(a), view(b)
-    mean_a, mean_b = wa.mean(axis=(-2, -1)), wb.mean(axis=(-2, -1))
-    dof = max(win * win - 1, 1)
-    var_a = ((wa - mean_a[..., None, None]) ** 2).sum(axis=(-2, -1)) / dof
-    var_b = ((wb - mean_b[..., None, None]) ** 2).sum(axis=(-2, -1)) / dof
-    cov = ((wa - mean_a[..., None, None]) * (wb - mean_b[..., None, None])).sum(axis=(-2, -1)) / dof
+    mean_a, mean_b = _window_means(a, win), _window_means(b, win)
+    sample = win * win / max(win * win - 1, 1)              # population -> sample (co)variances
+    var_a = (_window_means(a * a, win) - mean_a ** 2) * sample
+    var_b = (_window_means(b * b, win) - mean_b ** 2) * sample
+    cov = (_window_means(a * b, win) - mean_a * mean_b) * sample
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     index = ((2 * mean_a * mean_b + c1) * (2 * cov + c2)) / \
         ((mean_a ** 2 + mean_b ** 2 + c1) * (var_a + var_b + c2))

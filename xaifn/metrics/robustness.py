@@ -17,7 +17,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import ops
 
-from xaifn import _checks
+from xaifn import _cache, _checks
 from xaifn.metrics._common import as_tensor
 
 
@@ -39,6 +39,11 @@ def _noise_source(noise, seed, num_perturbations, radius, shape):
         raise ValueError(f"`noise` must be finite, of shape (K, {', '.join(map(str, shape[1:]))}) or "
                          f"(K, {', '.join(map(str, shape))}) with K >= 1, got {noise.shape}.")
     return (lambda k: np.broadcast_to(noise[k], shape).astype(np.float32)), noise.shape[0]
+
+
+def _farthest(worst, moved, base):
+    """max(worst, ||moved - base||_2) per sample, moved (N, ...) and base (N, D)."""
+    return ops.maximum(worst, ops.norm(moved.astype(base.dtype).reshape(base.shape) - base, dim=1))
 
 
 def max_sensitivity(explain_fn, inputs, targets, noise=None, *, seed=None, num_perturbations=10,
@@ -69,10 +74,11 @@ def max_sensitivity(explain_fn, inputs, targets, noise=None, *, seed=None, num_p
     base = explain_fn(inputs, targets) if saliency is None else saliency
     base = (base if isinstance(base, ms.Tensor) else ms.Tensor(np.asarray(base))).astype(ms.float32)
     base = base.reshape(base.shape[0], -1)
+    update = _cache.cached(max_sensitivity, ("farthest",), lambda: _cache.compiled(_farthest))
     worst = ops.zeros(base.shape[0], ms.float32)
     for k in range(count):            # kept on the device: no host round trip per perturbation
-        moved = explain_fn(inputs + ms.Tensor(delta(k), inputs.dtype), targets).astype(ms.float32)
-        worst = ops.maximum(worst, ops.norm(moved.reshape(base.shape) - base, dim=1))
+        moved = explain_fn(inputs + ms.Tensor(delta(k), inputs.dtype), targets)
+        worst = update(worst, moved if isinstance(moved, ms.Tensor) else ms.Tensor(np.asarray(moved)), base)
     worst, norm = worst.asnumpy().astype(np.float64), ops.norm(base, dim=1).asnumpy().astype(np.float64)
     if (norm == 0).any():
         warnings.warn(f"the saliency map of sample(s) {np.flatnonzero(norm == 0).tolist()} is zero: "
