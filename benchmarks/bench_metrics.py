@@ -28,7 +28,7 @@ import xaifn
 from xaifn import metrics
 from xaifn._chunked import DEFAULT_CHUNK
 from xaifn.metrics.faithfulness import steps
-from xaifn.models import LeNet5
+from xaifn.models import LeNet5, SmallResNet
 
 
 def seconds(fn):
@@ -74,42 +74,49 @@ def forward_run(net, sample_shape, num_images, chunk):
 
 
 def perturbation_rows(quick, chunk, rounds):
-    """Deletion, insertion, naive faithfulness and ROAD on LeNet5, against the forward."""
+    """Deletion, insertion, naive faithfulness and ROAD against the forward over the same images."""
     rows = []
     softmax = nn.Softmax()
-    n, shape = (4, (3, 32, 32)) if quick else (16, (3, 32, 32))
-    net = LeNet5()
-    x = ms.Tensor(np.random.default_rng(0).random((n,) + shape), ms.float32)
-    t = ms.Tensor(np.arange(n) % 10, ms.int32)
-    maps = xaifn.gradient(net, x, t)
-    count, _ = steps(*shape[1:])
     fractions = (0.1, 0.3, 0.5, 0.7, 0.9)
-    cases = {
-        "deletion_auc": (count + 1, lambda: metrics.deletion_auc(net, softmax, x, t, maps, chunk=chunk)),
-        "insertion_auc": (count + 1, lambda: metrics.insertion_auc(net, softmax, x, t, maps, chunk=chunk)),
-        "naive_faithfulness": (count, lambda: metrics.naive_faithfulness(net, softmax, x, t, maps, chunk=chunk)),
-        "road (morf)": (len(fractions), lambda: metrics.road(net, softmax, x, t, maps, fractions=fractions,
-                                                             chunk=chunk)),
-    }
-    image, removed = x.asnumpy()[0], np.random.default_rng(2).random(shape[1:]) < 0.5
-    start = time.perf_counter()
-    for _ in range(20):
-        metrics.linear_imputation(image, removed)
-    imputation = (time.perf_counter() - start) / 20
-    print(f"ROAD imputation on the host: {imputation * 1e3:.1f} ms per (sample, fraction) at 32 x 32")
-    for name, (per_sample, run) in cases.items():
-        timing, cpu = interleaved({"metric": run, "forward": forward_run(net, shape, n * per_sample, chunk)},
-                                  rounds)
-        rows.append(dict(metric=name, net="LeNet5", n=n, images=n * per_sample, metric_s=timing["metric"],
-                         baseline_s=timing["forward"], ratio=timing["metric"] / timing["forward"],
-                         cpu_ratio=cpu["metric"] / cpu["forward"], baseline="forward"))
-        print_row(rows[-1])
-    host = imputation * n * len(fractions)
-    rows.append(dict(metric="road without the host imputation", net="LeNet5", n=n, baseline="forward",
-                     metric_s=rows[-1]["metric_s"] - host, baseline_s=rows[-1]["baseline_s"],
-                     ratio=(rows[-1]["metric_s"] - host) / rows[-1]["baseline_s"], imputation_s=host,
-                     cpu_ratio=float("nan")))
-    print_row(rows[-1])
+    imputation = None
+    networks = [("LeNet5", LeNet5, 4 if quick else 16, (3, 32, 32), True)]
+    if not quick:
+        networks.append(("SmallResNet", SmallResNet, 4, (3, 64, 64), False))
+    for label, factory, n, shape, with_road in networks:
+        net = factory()
+        x = ms.Tensor(np.random.default_rng(0).random((n,) + shape), ms.float32)
+        t = ms.Tensor(np.arange(n) % 10, ms.int32)
+        maps = xaifn.gradient(net, x, t)
+        count, _ = steps(*shape[1:])
+        cases = {
+            "deletion_auc": (count + 1, lambda: metrics.deletion_auc(net, softmax, x, t, maps, chunk=chunk)),
+            "insertion_auc": (count + 1, lambda: metrics.insertion_auc(net, softmax, x, t, maps, chunk=chunk)),
+            "naive_faithfulness": (count, lambda: metrics.naive_faithfulness(net, softmax, x, t, maps,
+                                                                             chunk=chunk)),
+        }
+        if with_road:
+            image, removed = x.asnumpy()[0], np.random.default_rng(2).random(shape[1:]) < 0.5
+            start = time.perf_counter()
+            for _ in range(20):
+                metrics.linear_imputation(image, removed)
+            imputation = (time.perf_counter() - start) / 20
+            print(f"ROAD imputation on the host: {imputation * 1e3:.1f} ms per (sample, fraction) at 32 x 32")
+            cases["road (morf)"] = (len(fractions), lambda: metrics.road(net, softmax, x, t, maps,
+                                                                         fractions=fractions, chunk=chunk))
+        for name, (per_sample, run) in cases.items():
+            timing, cpu = interleaved({"metric": run, "forward": forward_run(net, shape, n * per_sample, chunk)},
+                                      rounds)
+            rows.append(dict(metric=name, net=label, n=n, images=n * per_sample, metric_s=timing["metric"],
+                             baseline_s=timing["forward"], ratio=timing["metric"] / timing["forward"],
+                             cpu_ratio=cpu["metric"] / cpu["forward"], baseline="forward"))
+            print_row(rows[-1])
+        if with_road:
+            host = imputation * n * len(fractions)
+            rows.append(dict(metric="road without the host imputation", net=label, n=n, baseline="forward",
+                             metric_s=rows[-1]["metric_s"] - host, baseline_s=rows[-1]["baseline_s"],
+                             ratio=(rows[-1]["metric_s"] - host) / rows[-1]["baseline_s"], imputation_s=host,
+                             cpu_ratio=float("nan")))
+            print_row(rows[-1])
     return rows
 
 
