@@ -1,13 +1,15 @@
 """xaifn: explanation (attribution) methods for MindSpore networks, as pure composable functions.
 
 Functional API (flat): `gradient`, `deconvolution`, `guided_backprop`, `gradcam`, and the traceable
-building blocks `input_gradient`, `channel_max_abs`, `saliency`, `relu_rule_view`,
+building blocks `input_gradient`, `channel_max_abs`, `saliency`, `rule_view`,
 `layer_probe_view`, `layer_activation_gradient`, `gradcam_map`, `target_logit_sum`.
 Metrics (judging explanations): `xaifn.metrics`.
 Class API of the original package: `xaifn.explanation` and `xaifn.benchmark`.
 """
-from xaifn._views import network_view, relu_rule_view
-from xaifn.gradcam import gradcam, gradcam_map, layer_activation_gradient, layer_probe_view
+from xaifn._rules import rule_view
+from xaifn._views import network_view
+from xaifn.gradcam import (channels_last, gradcam, gradcam_map, layer_activation_gradient, layer_probe_view,
+                           tokens_to_grid)
 from xaifn.masks import OcclusionWindows, RiseMasks, rise_masks
 from xaifn.occlusion import occlusion
 from xaifn.rise import rise
@@ -20,7 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "channel_max_abs", "deconvolution", "gradcam", "gradcam_map", "gradient", "guided_backprop",
-    "input_gradient", "layer_activation_gradient", "layer_probe_view", "relu_rule_view", "saliency",
+    "input_gradient", "layer_activation_gradient", "layer_probe_view", "rule_view", "saliency",
     "target_logit_sum", "OcclusionWindows", "RiseMasks", "rise_masks", "occlusion", "rise",
-    "rise_plus", "ood", "network_view", "visual", "metrics",
+    "rise_plus", "ood", "network_view", "visual", "tokens_to_grid", "channels_last", "metrics",
 ]

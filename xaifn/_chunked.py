@@ -1,42 +1,77 @@
-"""The one chunked, compiled evaluation primitive behind every perturbation method.
+"""Chunked, compiled evaluation: the `chunk` knob and the primitive behind every perturbation method.
 
 For inputs x (N, C, H, W), masks M_i (K, 1, H, W) and targets t (N, l) it computes
 
     S[n, j] = sum_i  score(x~_ni)[t_nj] * M_i,      x~_ni = x_n * K_i + baseline * (1 - K_i),
 
 where K_i = M_i when the masks mark the pixels kept (RISE) and K_i = 1 - M_i when they mark the
-pixels occluded (Occlusion). The work runs in steps of at most `chunk` perturbed images: a block
-of b samples times k masks, the last block padded (zero masks add nothing to S, padded samples are
-dropped) so that one compiled kernel serves every step. Masks are read `masks[i:j]` one chunk at a
-time, so a lazy mask set (`RiseMasks`, `OcclusionWindows`) is never held whole, and the perturbed
-images of one step are all that exists at once.
+pixels occluded (Occlusion). The work runs in steps of P perturbed images: a block of b samples
+times k masks, the last block padded (zero masks add nothing to S, padded samples are dropped) so
+that one compiled kernel serves every step. Masks are read `masks[i:j]` one chunk at a time, so a
+lazy mask set (`RiseMasks`, `OcclusionWindows`) is never held whole, and the perturbed images of
+one step are all that exists at once.
+
+The chunk knob, shared by every chunked primitive (call these, do not re-derive them):
+
+* `images_per_step(chunk, bytes_per_image)` -> P, for a `chunk` validated by
+  `_checks.check_chunk`: an int is P itself; a `ByteBudget` (the user's "256MiB") gives
+  P = max(1, budget // bytes_per_image).
+* `bytes_per_image(net_fn, inputs, forwards=1, copies=PERTURBATION_COPIES)` -> the honest estimate
+  of the memory one perturbed image costs in a step: `forwards` times the bytes of the network's
+  intermediate outputs on one sample (measured by the eager check forward of `_checks.profile`,
+  cached per network and sample shape; `UNKNOWN_NETWORK_FACTOR` image sizes for a plain function,
+  whose layers cannot be seen) plus `copies` image-sized buffers of the step itself. A primitive
+  with a backward pass passes forwards=2 (activations kept for the backward) or more.
 """
 import numpy as np
 import mindspore as ms
 from mindspore import ops
 
-from xaifn import _cache
+from xaifn import _cache, _checks
 
-#: Perturbed images per compiled forward in the functional API (measured: benchmarks/).
-DEFAULT_CHUNK = 256
+#: The functional API's default chunk: a memory budget for one step (measured: benchmarks/).
+DEFAULT_CHUNK = "128MiB"
+#: Image-sized buffers a perturbation step costs per image besides the network's intermediate
+#: outputs: measured, 8.2-8.3 at 224 x 224 and 512 x 512 (peak above the idle process per image,
+#: benchmarks/bench_memory.py): the broadcast operands and the perturbed batch inside the kernel,
+#: the mask batch on host and device, and the CPU memory pool's slack.
+PERTURBATION_COPIES = 8
+#: Intermediate bytes assumed per image byte for a plain-function network (layers not visible).
+UNKNOWN_NETWORK_FACTOR = 32
+
+
+def bytes_per_image(net_fn, inputs, forwards=1, copies=PERTURBATION_COPIES):
+    """Estimated bytes one perturbed image of `inputs`'s shape costs in a step (module docstring)."""
+    image = int(np.prod(inputs.shape[1:])) * inputs.itemsize
+    activations = _checks.profile(net_fn, inputs).activation_bytes
+    if activations is None:
+        activations = UNKNOWN_NETWORK_FACTOR * image
+    return forwards * activations + copies * image
+
+
+def images_per_step(chunk, bytes_per_image):  # pylint: disable=redefined-outer-name
+    """P: perturbed images per compiled step for a validated `chunk` (an int or a ByteBudget)."""
+    if isinstance(chunk, _checks.ByteBudget):
+        return max(1, chunk.bytes // max(1, int(bytes_per_image)))
+    return int(chunk)
 
 
 def _step_kernel(score_fn, keep):
     def step(acc, x, labels, masks, baseline, aux):
         b, k = x.shape[0], masks.shape[0]
         kept = masks if keep else 1 - masks
-        images = x.expand_dims(1) * kept.expand_dims(0) + baseline * (1 - kept.expand_dims(0))
+        images = (x - baseline).expand_dims(1) * kept.expand_dims(0) + baseline  # x K + b (1 - K)
         scores = score_fn(images.reshape((b * k,) + x.shape[1:]), ops.repeat_interleave(aux, k, 0))
         index = ops.broadcast_to(labels.expand_dims(1), (b, k, labels.shape[1]))
-        picked = ops.gather_elements(scores.reshape(b, k, -1), 2, index)  # (b, k, l)
-        flat_masks = masks.reshape(k, -1)
+        picked = ops.gather_elements(scores.reshape(b, k, -1), 2, index).astype(acc.dtype)  # (b, k, l)
+        flat_masks = masks.reshape(k, -1).astype(acc.dtype)
         return acc + ops.matmul(picked.transpose(0, 2, 1), flat_masks)   # (b, l, H*W)
-    return _cache.compiled(step)
+    return _cache.compiled(step, checked=False)  # the sums are checked once, at the end
 
 
 def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, keep=True,
                       baseline=0.0, aux=None):
-    """S (N, l, H, W) as in the module docstring.
+    """S (N, l, H, W) as in the module docstring, summed in float32 (float64 for float64 inputs).
 
     Args:
         build_score: builds, on a cache miss only, the traced score function
@@ -44,7 +79,7 @@ def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, k
         inputs: validated (N, C, H, W) Tensor.
         labels: validated (N, l) int32 Tensor.
         masks: anything with `.shape == (K, 1, H, W)` whose slices `masks[i:j]` are float arrays.
-        chunk: most perturbed images per compiled call.
+        chunk: most perturbed images per compiled call (see `images_per_step`).
         cache_key: (owner, key) under which the compiled kernel is cached (see `_cache.cached`).
         keep: True if masks mark kept pixels, False if they mark occluded pixels.
         baseline: value given to the pixels that are not kept.
@@ -60,16 +95,18 @@ def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, k
     dtype = inputs.dtype
     aux = ms.Tensor(np.zeros((n, 1)), dtype) if aux is None else aux
     base = ms.Tensor(baseline, dtype)
+    sums = ms.float64 if dtype == ms.float64 else ms.float32  # float16 scores summed in float32
     results = []
     for start in range(0, n, block):
         x, lab, a = (_pad_rows(t[start:start + block], block) for t in (inputs, labels, aux))
-        acc = ops.zeros((block, num_targets, height * width), dtype)
+        acc = ops.zeros((block, num_targets, height * width), sums)
         for m0 in range(0, num_masks, per_step):
             chunk_masks = np.asarray(masks[m0:m0 + per_step], dtype=np.float32)
             chunk_masks = _pad_rows(chunk_masks, per_step)
             acc = step(acc, x, lab, ms.Tensor(chunk_masks, dtype), base, a)
         results.append(acc[:min(block, n - start)])
     out = results[0] if len(results) == 1 else ops.cat(results, 0)
+    _cache.check_finite_result(out, _cache.method_name(key))
     return out.reshape(n, num_targets, height, width)
 
 
@@ -85,7 +122,8 @@ def _pad_rows(rows, size):
 
 def _target_kernel(score_fn):
     def scores(x, labels, aux):
-        return ops.gather_elements(score_fn(x, aux), 1, labels)
+        picked = ops.gather_elements(score_fn(x, aux), 1, labels)
+        return picked.astype(ms.float64 if x.dtype == ms.float64 else ms.float32)  # as the sums
     return _cache.compiled(scores)
 
 
