@@ -26,7 +26,6 @@ from mindspore import nn
 
 import xaifn
 from xaifn import metrics
-from xaifn._chunked import DEFAULT_CHUNK
 from xaifn.metrics.faithfulness import steps
 from xaifn.models import LeNet5, SmallResNet
 
@@ -187,7 +186,7 @@ def print_row(row):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--chunk", type=int, default=DEFAULT_CHUNK)
+    parser.add_argument("--chunk", type=int, default=256, help="perturbed images per step")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()

@@ -138,7 +138,7 @@ def test_batched_equals_per_sample_and_chunk_invariance(linear):
     saliency = tied_saliency(8, (5, 1, 6, 6))
     targets = [0, 1, 2, 0, 1]
     full, curve = metrics.deletion_auc(net, SOFTMAX, ms.Tensor(x), targets, saliency, return_curve=True)
-    for chunk in (1, 4, 7, 35):
+    for chunk in (1, 4, 7, 35, "20KiB", "128MiB"):                # images per step, or bytes
         other, other_curve = metrics.deletion_auc(net, SOFTMAX, ms.Tensor(x), targets, saliency, chunk=chunk,
                                                   return_curve=True)
         assert_close(other_curve, curve.asnumpy(), rtol=1e-6)
@@ -394,6 +394,8 @@ def test_errors_before_any_work(linear):
         metrics.deletion_auc(net, SOFTMAX, x, 3, good)
     with pytest.raises(ValueError, match="one label"):
         metrics.deletion_auc(net, SOFTMAX, x, ms.Tensor([[0, 1], [1, 0]]), good)
+    with pytest.raises(ValueError, match="chunk"):
+        metrics.road(net, SOFTMAX, x, 0, good, chunk="lots")
     with pytest.raises(TypeError, match="reference"):
         metrics.deletion_auc(net, SOFTMAX, x, 0, good, reference="zero")
     with pytest.raises(ValueError, match="masks"):

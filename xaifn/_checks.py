@@ -395,12 +395,9 @@ def check_fractions(fractions, name="fractions"):
 def check_num_classes(net_fn, inputs, expected, name="network"):
     """Raise ValueError unless `net_fn` maps `inputs`-shaped samples to (N, expected) outputs.
 
-    Uses the same cached one-sample shape discovery as `check_call`.
+    Uses the same cached one-sample forward as `check_call` (`profile`).
     """
-    sample = (tuple(inputs.shape[1:]), inputs.dtype)
-    shape = _cache.cached(net_fn, ("output_shape",) + sample,
-                          lambda: _views.output_shape(_cache.evaluable(net_fn), *sample))
-    width = check_output_width(shape, name)
+    width = check_output_width(profile(net_fn, inputs).output_shape, name)
     if width != expected:
         raise ValueError(f"`{name}` outputs {width} classes, but `num_labels` is {expected}.")
     return width

@@ -147,7 +147,7 @@ def _removal_kernel(score_fn):
         k = scores.shape[0] // b
         index = ops.broadcast_to(labels.expand_dims(1), (b, k, 1))
         return ops.gather_elements(scores.reshape(b, k, -1), 2, index).squeeze(2)  # (b, k)
-    return _cache.compiled(step)
+    return _cache.compiled(step, checked=False)  # the scores are checked once, at the end
 
 
 def _balanced(count, most):
@@ -178,7 +178,7 @@ def removal_scores(build_score, inputs, labels, ranks, intervals, chunk, cache_k
         labels: validated (N, 1) int32 Tensor: one target per sample.
         ranks: (N, H, W) integer array, the rank of each pixel (0 = removed first).
         intervals: (S, 2) integer array of [low, high) rank intervals, one per step.
-        chunk: most perturbed images per compiled call.
+        chunk: most perturbed images per compiled call (see `images_per_step`).
         cache_key: (owner, key) under which the compiled kernel is cached (see `_cache.cached`).
         reference: the value of a removed pixel when `fill` is None.
         fill: None, or a function (n0, n1, s0, s1) -> float array (n1 - n0, s1 - s0, C, H, W) of the
@@ -213,4 +213,5 @@ def removal_scores(build_score, inputs, labels, ranks, intervals, chunk, cache_k
                 values = ms.Tensor(values.reshape((block * per_step,) + image), dtype)
             row.append(step(repeated, lab, kept, values, aux))
         results.append(ops.cat(row, 1)[:stop - start, :num_steps])
-    return results[0] if len(results) == 1 else ops.cat(results, 0)
+    out = results[0] if len(results) == 1 else ops.cat(results, 0)
+    return _cache.check_finite_result(out, _cache.method_name(key))

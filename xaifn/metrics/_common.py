@@ -5,7 +5,7 @@ import numpy as np
 import mindspore as ms
 
 from xaifn import _cache, _checks
-from xaifn._chunked import removal_scores
+from xaifn._chunked import bytes_per_image, images_per_step, removal_scores
 from xaifn.rise import probability_fn
 
 
@@ -39,19 +39,20 @@ def row_pearson(a, b, what):
 
 
 def check_metric_call(net_fn, activation_fn, inputs, targets, saliency, chunk):
-    """Validate a perturbation metric's arguments: (N, 1) labels, (N, H, W) saliency, chunk."""
-    labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
+    """Validate a perturbation metric's arguments; return the inputs (cast to the network's dtype),
+    (N, 1) labels, the (N, H, W) saliency and the perturbed images per step (from `chunk`)."""
+    inputs, labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
     if labels.shape[1] != 1:
         raise ValueError(f"`targets` must hold one label per sample, got shape {tuple(labels.shape)}.")
     maps = _checks.check_saliency(saliency, inputs.shape[0], inputs.shape[2:])
-    return labels, maps, chunk
+    return inputs, labels, maps, images_per_step(chunk, bytes_per_image(net_fn, inputs))
 
 
 def probabilities_after_removal(net_fn, activation_fn, inputs, labels, ranks, intervals, chunk, **fill):
     """sigma(f(x~_nj))[t_n] as a float64 array (N, S) (see `xaifn._chunked.removal_scores`)."""
     build = lambda: probability_fn(_cache.evaluable(net_fn), activation_fn)  # noqa: E731
     scores = removal_scores(build, inputs, labels, ranks, intervals, chunk,
-                            (net_fn, ("metric", activation_fn)), **fill)
+                            (net_fn, ("metric", _cache.callable_key(activation_fn))), **fill)
     return scores.asnumpy().astype(np.float64)
 
 

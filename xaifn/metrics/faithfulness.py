@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from xaifn import _checks
+from xaifn import _cache, _checks
 from xaifn._chunked import DEFAULT_CHUNK
 from xaifn.metrics._common import (as_tensor, check_metric_call, pixel_ranks,
                                    probabilities_after_removal, row_pearson)
@@ -53,7 +53,7 @@ def _auc(drops):
 
 def _curve(net_fn, activation_fn, inputs, targets, saliency, num_steps, pixels_per_step, reference,
            chunk, insertion):
-    labels, maps, chunk = check_metric_call(net_fn, activation_fn, inputs, targets, saliency, chunk)
+    inputs, labels, maps, chunk = check_metric_call(net_fn, activation_fn, inputs, targets, saliency, chunk)
     height, width = maps.shape[1:]
     count, per = steps(height, width, num_steps, pixels_per_step)
     reference = _checks.check_real(reference, "reference")
@@ -65,6 +65,7 @@ def _curve(net_fn, activation_fn, inputs, targets, saliency, num_steps, pixels_p
                                        intervals, chunk, reference=reference)
 
 
+@_cache.serialised
 def deletion_auc(net_fn, activation_fn, inputs, targets, saliency, *, num_steps=None,
                  pixels_per_step=None, reference=0.0, chunk=DEFAULT_CHUNK, return_curve=False):
     """Deletion score 1 - auc / 2 per sample (N,), as the original's "DeletionAUC" (module docstring:
@@ -78,7 +79,8 @@ def deletion_auc(net_fn, activation_fn, inputs, targets, saliency, *, num_steps=
         saliency: (N, c, H, W) Tensor or array (averaged over its c channels).
         num_steps, pixels_per_step: P and q (defaults as the original: half the image is removed).
         reference: the value a removed pixel takes, in every channel (default 0.0).
-        chunk: most perturbed images per compiled forward pass.
+        chunk: the memory of one compiled step: a byte size such as "128MiB" (the default) or an
+            int, the number of perturbed images per step (as in `xaifn.rise`).
         return_curve: also return the curve (N, P + 1): p after j steps, j = 0..P (column 0 is p(x)).
 
     Returns:
@@ -101,6 +103,7 @@ def deletion_auc(net_fn, activation_fn, inputs, targets, saliency, *, num_steps=
     return (scores, as_tensor(curve)) if return_curve else scores
 
 
+@_cache.serialised
 def insertion_auc(net_fn, activation_fn, inputs, targets, saliency, *, num_steps=None,
                   pixels_per_step=None, reference=0.0, chunk=DEFAULT_CHUNK, return_curve=False):
     """Insertion score (1 + auc) / 2 per sample (N,), as the original's "InsertionAUC".
@@ -123,6 +126,7 @@ def insertion_auc(net_fn, activation_fn, inputs, targets, saliency, *, num_steps
     return (scores, as_tensor(curve)) if return_curve else scores
 
 
+@_cache.serialised
 def naive_faithfulness(net_fn, activation_fn, inputs, targets, saliency, *, num_steps=None,
                        pixels_per_step=None, reference=0.0, chunk=DEFAULT_CHUNK, return_curve=False):
     """Naive faithfulness (1 - corr(FI, p)) / 2 per sample (N,), as the original's "NaiveFaithfulness".
@@ -143,7 +147,7 @@ def naive_faithfulness(net_fn, activation_fn, inputs, targets, saliency, *, num_
         ...     float(naive_faithfulness(net, nn.Softmax(), x, 0, np.ones((1, 1, 4, 4)))[0])
         0.5
     """
-    labels, maps, chunk = check_metric_call(net_fn, activation_fn, inputs, targets, saliency, chunk)
+    inputs, labels, maps, chunk = check_metric_call(net_fn, activation_fn, inputs, targets, saliency, chunk)
     height, width = maps.shape[1:]
     count, per = steps(height, width, num_steps, pixels_per_step)
     reference = _checks.check_real(reference, "reference")

@@ -101,6 +101,7 @@ def ssim(a, b):
     return index.mean(axis=(1, 2))
 
 
+@_cache.serialised
 def model_randomization(explain_fn_of_net, net, inputs, targets, *, mode="cascading", seed=0, layers=None):
     """Per-layer similarity of the maps before and after randomising the weights.
 

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import linalg
 
-from xaifn import _checks
+from xaifn import _cache, _checks
 from xaifn._chunked import DEFAULT_CHUNK
 from xaifn.metrics._common import as_tensor, check_metric_call, pixel_ranks, probabilities_after_removal
 
@@ -57,6 +57,7 @@ def linear_imputation(image, removed):
     return out.reshape(image.shape)
 
 
+@_cache.serialised
 def road(net_fn, activation_fn, inputs, targets, saliency, *, fractions=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
          order="morf", noise=0.01, seed=0, chunk=DEFAULT_CHUNK, return_curve=False):
     """ROAD score (N,): the mean over `fractions` of p after removal and imputation (module docstring).
@@ -79,7 +80,7 @@ def road(net_fn, activation_fn, inputs, targets, saliency, *, fractions=(0.1, 0.
         >>> score.shape, curve.shape
         ((2,), (2, 9))
     """
-    labels, maps, chunk = check_metric_call(net_fn, activation_fn, inputs, targets, saliency, chunk)
+    inputs, labels, maps, chunk = check_metric_call(net_fn, activation_fn, inputs, targets, saliency, chunk)
     fractions = _checks.check_fractions(fractions)
     order = _checks.check_choice(order, "order", ("morf", "lerf"))
     noise = _checks.check_nonnegative(noise, "noise")
