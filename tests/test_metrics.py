@@ -346,6 +346,11 @@ def test_road_seed_chunk_and_batch(linear, pzoo):
     np.testing.assert_array_equal(run(seed=4)[1].asnumpy(), base)
     assert not np.array_equal(run(seed=5)[1].asnumpy(), base)
     assert_close(run(seed=4, chunk=1)[1], base, rtol=1e-6)
+    clean = run(noise=0.0)[1].asnumpy()          # without noise, batched == per sample
+    for n in range(3):
+        one = metrics.road(net, SOFTMAX, ms.Tensor(x[n:n + 1]), n, saliency[n:n + 1], fractions=(0.2, 0.6),
+                           noise=0.0, return_curve=True)[1]
+        assert_close(one, clean[n:n + 1], rtol=1e-6)
     # MoRF with the true importance of a linear identity model falls below LeRF
     t = 0
     importance = (weights[t] * x[0].reshape(-1)).reshape(1, *SHAPE)
