@@ -256,3 +256,35 @@ def test_the_users_pipeline_is_left_as_it_was(tmp_path):
                           progress=False)
     rows = sum(len(batch[0]) for batch in data.create_tuple_iterator(num_epochs=1, output_numpy=True))
     assert rows == job.ROWS and not data.is_sharded()
+
+
+def test_named_metrics_are_those_of_xaifn_metrics(tmp_path):
+    from xaifn import metrics
+    images, labels = job.data()
+    images, labels = images[:8], labels[:8]
+    regions = (np.random.default_rng(3).random((8, 1, 8, 8)) > 0.7).astype(np.float32)
+    data = ds.NumpySlicesDataset((images, labels, regions), column_names=["image", "label", "mask"],
+                                 shuffle=False).batch(4)
+    net = job.TinyNet()
+    xaifn.explain_dataset(net, data, ["gradient"], tmp_path / "store", metrics=["deletion", "pointing_game"],
+                          progress=False)
+    group = zarr.open_group(str(tmp_path / "store"), mode="r")
+    for start in (0, 4):
+        x = ms.Tensor(images[start:start + 4])
+        t = ms.Tensor(group["target"][start:start + 4].astype(np.int32))
+        maps = xaifn.gradient(net, x, t).asnumpy()
+        scores, curves = metrics.deletion_auc(net, ms.nn.Softmax(), x, t, maps, return_curve=True)
+        np.testing.assert_array_equal(group["scores/gradient/deletion"][start:start + 4], scores.asnumpy())
+        np.testing.assert_array_equal(group["curves/gradient/deletion"][start:start + 4], curves.asnumpy())
+        hits = metrics.pointing_game(maps, regions[start:start + 4]).asnumpy()
+        np.testing.assert_array_equal(group["scores/gradient/pointing_game"][start:start + 4], hits)
+
+
+@pytest.mark.parametrize("metrics, message", [
+    (["pointing_game"], "needs ground-truth regions"),
+    (["auc"], "unknown metric 'auc'"),
+])
+def test_named_metric_errors(tmp_path, metrics, message):
+    with pytest.raises(ValueError, match=message):
+        xaifn.explain_dataset(job.TinyNet(), job.pipeline(), ["gradient"], tmp_path / "store", metrics=metrics)
+    assert not (tmp_path / "store").exists()

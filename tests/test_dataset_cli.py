@@ -29,15 +29,15 @@ def folder(tmp_path_factory):
     return where
 
 
-def command(where, out, methods="gradient, gradcam"):
-    return ["explain-dataset", "--model", f"{where / 'net.py'}:build", "--model-arg", "classes=3",
+def command(where, out, methods="gradient, gradcam", metrics=()):
+    return ["explain-dataset", *(["--metrics", ", ".join(metrics)] if metrics else []), "--model", f"{where / 'net.py'}:build", "--model-arg", "classes=3",
             "--checkpoint", str(where / "net.ckpt"), "--data", str(where / "data"), "--methods", methods,
             "--layer", "conv2", "--batch-size", "4", "--out", str(out)]
 
 
 def test_explain_dataset_and_report_through_the_console_script(folder, tmp_path):
     store = tmp_path / "store"
-    result = run_script(command(folder, store), cwd=tmp_path)
+    result = run_script(command(folder, store, metrics=("deletion", "insertion")), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "data: 1 grayscale image(s): their one channel repeated to 3" in result.stdout
     assert "9 rows in" in result.stdout and "preset demo" in result.stdout
@@ -53,7 +53,9 @@ def test_explain_dataset_and_report_through_the_console_script(folder, tmp_path)
 
     report = run_script(["report", str(store), "--gallery", "2"], cwd=tmp_path)
     assert report.returncode == 0, report.stderr
-    for name in ("report.html", "report.md", "gallery_gradient.png", "gallery_gradcam.png"):
+    assert "gradcam: deletion " in result.stdout and "insertion " in result.stdout
+    for name in ("report.html", "report.md", "gallery_gradient.png", "gallery_gradcam.png", "curves_deletion.png",
+                 "curves_insertion.png"):
         assert (tmp_path / "report" / name).is_file(), name
 
 
@@ -75,6 +77,7 @@ def test_explain_dataset_resumes_and_refuses_other_arguments(folder, tmp_path, c
     (lambda a, w: a.extend(["--size", "20"]), "--size 20 20"),
     (lambda a, w: a.extend(["--batch-size", "0"]), "batch_size"),
     (lambda a, w: a.extend(["--methods", "magic"]), "unknown method"),
+    (lambda a, w: a.extend(["--metrics", "deletion, pointing_game"]), "unknown metric(s) pointing_game"),
 ])
 def test_explain_dataset_errors_are_one_clear_line(folder, tmp_path, capsys, change, message):
     args = command(folder, tmp_path / "store")

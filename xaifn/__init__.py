@@ -3,7 +3,8 @@
 Functional API (flat): `gradient`, `deconvolution`, `guided_backprop`, `gradcam`, and the traceable
 building blocks `input_gradient`, `channel_max_abs`, `saliency`, `rule_view`,
 `layer_probe_view`, `layer_activation_gradient`, `gradcam_map`, `target_logit_sum`.
-Class API of the original package: `xaifn.explanation`.
+Metrics (judging explanations): `xaifn.metrics`.
+Class API of the original package: `xaifn.explanation` and `xaifn.benchmark`.
 """
 from xaifn._rules import rule_view
 from xaifn._views import network_view
@@ -13,7 +14,7 @@ from xaifn.masks import OcclusionWindows, RiseMasks, rise_masks
 from xaifn.occlusion import occlusion
 from xaifn.rise import rise
 from xaifn.rise_plus import rise_plus
-from xaifn import ood, visual
+from xaifn import metrics, ood, visual
 from xaifn.dataset_runner import explain_dataset
 from xaifn.gradients import (channel_max_abs, deconvolution, gradient, guided_backprop, input_gradient,
                              saliency, target_logit_sum)
@@ -24,5 +25,6 @@ __all__ = [
     "channel_max_abs", "deconvolution", "gradcam", "gradcam_map", "gradient", "guided_backprop",
     "input_gradient", "layer_activation_gradient", "layer_probe_view", "rule_view", "saliency",
     "target_logit_sum", "OcclusionWindows", "RiseMasks", "rise_masks", "occlusion", "rise",
-    "rise_plus", "ood", "network_view", "visual", "tokens_to_grid", "channels_last", "explain_dataset",
+    "rise_plus", "ood", "network_view", "visual", "tokens_to_grid", "channels_last", "metrics",
+    "explain_dataset",
 ]

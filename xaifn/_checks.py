@@ -326,6 +326,83 @@ def check_features(features, num_features):
     return features
 
 
+def check_saliency(saliency, num_samples=None, size=None, name="saliency"):
+    """Return saliency maps (N, c, H, W) averaged over their c channels: a float64 array (N, H, W).
+
+    Accepts a Tensor or a numpy array; N and (H, W) must match `num_samples` and `size` when given;
+    NaN and inf are refused.
+    """
+    if isinstance(saliency, ms.Tensor):
+        saliency = saliency.asnumpy()
+    if not isinstance(saliency, np.ndarray):
+        raise TypeError(f"`{name}` must be a Tensor or array (N, 1, H, W), got {type(saliency).__name__}.")
+    if saliency.dtype == np.bool_ or not np.issubdtype(saliency.dtype, np.number):
+        raise TypeError(f"`{name}` must hold real numbers, got dtype {saliency.dtype}.")
+    if saliency.ndim != 4 or 0 in saliency.shape:
+        raise ValueError(f"`{name}` must be a non-empty 4-D (N, c, H, W) map, got shape {saliency.shape}.")
+    expected = (saliency.shape[0] if num_samples is None else num_samples,) + \
+        (saliency.shape[2:] if size is None else tuple(size))
+    if (saliency.shape[0],) + saliency.shape[2:] != expected:
+        raise ValueError(f"`{name}` must have shape ({expected[0]}, c, {expected[1]}, {expected[2]}) "
+                         f"(one map per input), got {saliency.shape}.")
+    if not np.all(np.isfinite(saliency)):
+        raise ValueError(f"`{name}` must be finite (no NaN or inf).")
+    return saliency.astype(np.float64).mean(axis=1)
+
+
+def check_region_masks(masks, num_samples, size, name="masks"):
+    """Return ground-truth regions (N, 1, H, W) (non-zero = inside) as a bool array (N, H, W)."""
+    if masks is None:
+        raise ValueError(f"`{name}` is required: a ground-truth mask (N, 1, H, W) per input.")
+    if isinstance(masks, ms.Tensor):
+        masks = masks.asnumpy()
+    if not isinstance(masks, np.ndarray):
+        raise TypeError(f"`{name}` must be a Tensor or array (N, 1, H, W), got {type(masks).__name__}.")
+    if masks.dtype != np.bool_ and not np.issubdtype(masks.dtype, np.number):
+        raise TypeError(f"`{name}` must hold bools or numbers, got dtype {masks.dtype}.")
+    if masks.shape != (num_samples, 1) + tuple(size):
+        raise ValueError(f"`{name}` must have shape ({num_samples}, 1, {size[0]}, {size[1]}), got {masks.shape}.")
+    return masks[:, 0] != 0
+
+
+def check_choice(value, name, choices):
+    """Return `value` if it is one of the strings `choices`."""
+    if not isinstance(value, str):
+        raise TypeError(f"`{name}` must be a str, one of {list(choices)}, got {type(value).__name__}.")
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
+    return value
+
+
+def check_nonnegative(value, name):
+    """Return `value` as a float if it is a finite real number >= 0."""
+    value = check_real(value, name)
+    if value < 0:
+        raise ValueError(f"`{name}` must be >= 0, got {value}.")
+    return value
+
+
+def check_fractions(fractions, name="fractions"):
+    """Return a sequence of reals in (0, 1) as a float64 array."""
+    if isinstance(fractions, (str, bytes)) or not hasattr(fractions, "__len__") or not len(fractions):
+        raise TypeError(f"`{name}` must be a non-empty sequence of floats in (0, 1), got {fractions!r}.")
+    values = [check_real(f, name) for f in fractions]
+    if not all(0 < v < 1 for v in values):
+        raise ValueError(f"`{name}` must lie in (0, 1), got {values}.")
+    return np.asarray(values, np.float64)
+
+
+def check_num_classes(net_fn, inputs, expected, name="network"):
+    """Raise ValueError unless `net_fn` maps `inputs`-shaped samples to (N, expected) outputs.
+
+    Uses the same cached one-sample forward as `check_call` (`profile`).
+    """
+    width = check_output_width(profile(net_fn, inputs).output_shape, name)
+    if width != expected:
+        raise ValueError(f"`{name}` outputs {width} classes, but `num_labels` is {expected}.")
+    return width
+
+
 def check_ood_params(params, keys):
     """Return `params` if it is a dict of float Tensors holding every name in `keys`, with `head`
     (L, F) and `dense_w` (1, F) as `xaifn.ood` expects."""

@@ -133,3 +133,85 @@ def target_scores(build_score, inputs, labels, cache_key, aux=None):
     kernel = _cache.cached(owner, ("target_scores",) + tuple(key), lambda: _target_kernel(build_score()))
     aux = ms.Tensor(np.zeros((inputs.shape[0], 1)), inputs.dtype) if aux is None else aux
     return kernel(inputs, labels, aux)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-sample perturbation sets by rank (the metrics: deletion, insertion, naive faithfulness, ROAD)
+# --------------------------------------------------------------------------------------------
+
+def _removal_kernel(score_fn):
+    def step(repeated, labels, kept, fill, aux):
+        b = labels.shape[0]
+        images = (repeated - fill) * kept + fill                                  # (b * k, C, H, W)
+        scores = score_fn(images, aux)
+        k = scores.shape[0] // b
+        index = ops.broadcast_to(labels.expand_dims(1), (b, k, 1))
+        return ops.gather_elements(scores.reshape(b, k, -1), 2, index).squeeze(2)  # (b, k)
+    return _cache.compiled(step, checked=False)  # the scores are checked once, at the end
+
+
+def _balanced(count, most):
+    """The smallest part size that splits `count` into as few parts of at most `most` as possible
+    (33 steps, at most 32 per call: 2 calls of 17, not 32 + 1 padded to 32)."""
+    parts = -(-count // most)
+    return -(-count // parts)
+
+
+def removal_scores(build_score, inputs, labels, ranks, intervals, chunk, cache_key, *, reference=0.0,
+                   fill=None):
+    """score(x~_nj)[t_n] (N, S): sample n with the pixels of rank in [low_j, high_j) removed.
+
+        x~_nj = x_n * K_nj + fill_nj * (1 - K_nj),     K_nj = 1 - 1[low_j <= rank_n < high_j]  (all channels)
+
+    Work runs in calls of a block of b samples times k intervals (b * k <= chunk, both balanced so
+    that padding stays below one row per call), the last block padded (padded rows are dropped, a
+    padded interval removes nothing) so that one compiled kernel serves every call. The keep masks
+    K (1 / C of the images' size) are built from the ranks on the host one call at a time, so
+    memory does not grow with the number of steps S; each sample block is repeated k times once
+    (on the host: MindSpore's CPU repeat_interleave was measured 10x slower), and the kernel blends
+    and scores (measured faster on CPU than building the masks in the kernel with 5-D broadcasts).
+
+    Args:
+        build_score: builds, on a cache miss only, the traced score function
+            (images (B, C, H, W), aux (B, 1)) -> scores (B, L) (aux unused here).
+        inputs: validated (N, C, H, W) Tensor.
+        labels: validated (N, 1) int32 Tensor: one target per sample.
+        ranks: (N, H, W) integer array, the rank of each pixel (0 = removed first).
+        intervals: (S, 2) integer array of [low, high) rank intervals, one per step.
+        chunk: most perturbed images per compiled call (see `images_per_step`).
+        cache_key: (owner, key) under which the compiled kernel is cached (see `_cache.cached`).
+        reference: the value of a removed pixel when `fill` is None.
+        fill: None, or a function (n0, n1, s0, s1) -> float array (n1 - n0, s1 - s0, C, H, W) of the
+            values removed pixels take in samples n0..n1-1 at steps s0..s1-1 (read per call).
+    """
+    owner, key = cache_key
+    step = _cache.cached(owner, ("removal_scores",) + tuple(key), lambda: _removal_kernel(build_score()))
+    n, num_steps = inputs.shape[0], len(intervals)
+    block = _balanced(n, chunk)                               # samples per call
+    per_step = _balanced(num_steps, max(1, chunk // block))   # intervals per call
+    dtype, image = inputs.dtype, tuple(inputs.shape[1:])
+    ranks = np.asarray(ranks)[:, None]                                            # (N, 1, H, W)
+    intervals = _pad_rows(np.asarray(intervals).reshape(-1, 2), -(-num_steps // per_step) * per_step)
+    aux = ms.Tensor(np.zeros((block * per_step, 1)), dtype)
+    constant = ms.Tensor(reference, dtype)
+    images = inputs.asnumpy()
+    results = []
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        repeated = ms.Tensor(np.repeat(_pad_rows(images[start:stop], block), per_step, axis=0), dtype)
+        lab, rank = _pad_rows(labels[start:stop], block), _pad_rows(ranks[start:stop], block)
+        row = []
+        for s0 in range(0, num_steps, per_step):
+            low, high = (intervals[s0:s0 + per_step, i].reshape(1, -1, 1, 1, 1) for i in (0, 1))
+            kept = ((rank[:, None] < low) | (rank[:, None] >= high)).astype(np.float32)
+            kept = ms.Tensor(kept.reshape((block * per_step, 1) + image[1:]), dtype)
+            if fill is None:
+                values = constant
+            else:
+                values = np.asarray(fill(start, stop, s0, min(s0 + per_step, num_steps)), np.float32)
+                values = _pad_rows(_pad_rows(values, block).swapaxes(0, 1), per_step).swapaxes(0, 1)
+                values = ms.Tensor(values.reshape((block * per_step,) + image), dtype)
+            row.append(step(repeated, lab, kept, values, aux))
+        results.append(ops.cat(row, 1)[:stop - start, :num_steps])
+    out = results[0] if len(results) == 1 else ops.cat(results, 0)
+    return _cache.check_finite_result(out, _cache.method_name(key))

@@ -192,6 +192,18 @@ def parse_methods(text):
     return list(dict.fromkeys(methods))
 
 
+def parse_metrics(text):
+    """Metric names from 'a,b' or 'a, b' (none for ''); ValueError for unknown names. An image
+    folder has no ground-truth regions, so the localisation metrics are not offered."""
+    from xaifn.dataset_runner import MASK_METRICS, METRIC_NAMES  # pylint: disable=import-outside-toplevel
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    offered = [m for m in METRIC_NAMES if m not in MASK_METRICS]
+    unknown = [m for m in names if m not in offered]
+    if unknown:
+        raise ValueError(f"--metrics: unknown metric(s) {', '.join(unknown)}; choose from {', '.join(offered)}.")
+    return list(dict.fromkeys(names))
+
+
 def chunk_value(text):
     """--chunk as given: an int when it reads as one, else the text (the methods check it)."""
     try:
@@ -282,8 +294,10 @@ def explain_dataset(args):
     for note in ImageFiles.from_folder(args.data, size, mean, std, args.channels).conversions():
         print(f"{args.data}: {note}")
     config = dict(model=args.model, model_args=parse_model_args(args.model_arg))
+    metrics = parse_metrics(args.metrics)
     summary = xaifn.explain_dataset(
-        net, args.data, methods, args.out, targets=args.targets, activation=activation_cell(args.activation),
+        net, args.data, methods, args.out, metrics=metrics, targets=args.targets,
+        activation=activation_cell(args.activation),
         method_options=method_options(net, methods, args), size=size, mean=mean, std=std,
         channels=args.channels, batch_size=args.batch_size, config=config, progress=None if not args.quiet else False)
     print(f"{summary['rows']} rows in {args.out}" + (f"; accuracy {summary['accuracy']:.3f}"
@@ -378,6 +392,9 @@ def build_parser():
     data.add_argument("--data", required=True, help="folder of images (in class sub-folders, or not)")
     _add_network_options(data)
     _add_method_options(data, "gradient")
+    data.add_argument("--metrics", default="",
+                      help="comma-separated scores of every map among deletion, insertion, naive_faithfulness "
+                           "(xaifn.metrics; deletion and insertion keep their curves) (default none)")
     data.add_argument("--targets", choices=("prediction", "label"), default="prediction",
                       help="class explained: the predicted one (default) or the folder's label")
     data.add_argument("--batch-size", type=int, default=16, help="images per batch and per store block (default 16)")

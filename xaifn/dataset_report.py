@@ -108,33 +108,11 @@ def _curves(group, attrs, done, out):
             continue
         means = np.stack([np.nanmean(group[f"curves/{m}/{metric}"][:][done], axis=0) for m in names])
         file = f"curves_{metric}.png"
-        _plot(out / file, means, names)
+        visual.plot_curves(out / file, means, labels=names, title=f"mean {metric} curve", y_range=None)
         blocks.append(("image", file, f"mean {metric} curve per method"))
         header = ["method"] + [f"step {j}" for j in range(means.shape[1])]
         blocks.append(("table", header, [[n] + [f"{v:.3f}" for v in row] for n, row in zip(names, means)]))
     return ("Curves (mean over rows)", blocks) if blocks else None
-
-
-def _plot(path, curves, names, height=160, width=320, pad=12):
-    """A line chart of the (K, P) curves, one colour each, with a legend; saved as PNG."""
-    from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
-    low, high = float(np.nanmin(curves)), float(np.nanmax(curves))
-    span = high - low if high > low else 1.0
-    legend = 14 * len(names)
-    image = Image.new("RGB", (width + 2 * pad, height + 2 * pad + legend), (255, 255, 255))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([pad, pad, pad + width, pad + height], outline=(160, 160, 160))
-    colours = visual.COLORMAPS["jet"][np.linspace(30, 225, len(names)).astype(int)]
-    steps = curves.shape[1]
-    for k, (curve, name) in enumerate(zip(curves, names)):
-        colour = tuple(int(v) for v in colours[k])
-        points = [(pad + width * j / max(steps - 1, 1), pad + height * (1 - (v - low) / span))
-                  for j, v in enumerate(curve)]
-        draw.line(points, fill=colour, width=2)
-        y = 2 * pad + height + 14 * k
-        draw.line([(pad, y + 6), (pad + 20, y + 6)], fill=colour, width=2)
-        draw.text((pad + 26, y), f"{name}  ({low:.3g} to {high:.3g})" if k == 0 else name, fill=(0, 0, 0))
-    image.save(path, format="PNG")
 
 
 def _cell(picture, saliency, caption):

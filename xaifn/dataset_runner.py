@@ -28,11 +28,15 @@ from mindspore import nn, ops
 from tqdm import tqdm
 
 from xaifn import _cache, _checks, dataset_store, demo, visual
+from xaifn import metrics as metrics_lib
 from xaifn.masks import RiseMasks
 
 #: Image files recognised in a folder.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+#: Metrics given by name (`xaifn.metrics` with their defaults); the last two need the dataset's masks.
+METRIC_NAMES = ("deletion", "insertion", "naive_faithfulness", "pointing_game", "iosr")
+MASK_METRICS = ("pointing_game", "iosr")
 #: Keys of `method_options` (for methods given by name) and their defaults.
 METHOD_OPTIONS = dict(layer="", num_masks=2000, seed=0, window=None, stride=None, chunk=None, inlier=None)
 
@@ -303,17 +307,45 @@ def _good_name(name):
     return isinstance(name, str) and bool(name) and "/" not in name and not name.startswith("<")
 
 
-def _resolve_metrics(metrics):
-    """{name: metric}: a metric is metric(net, inputs, targets, maps, masks) -> (N,) scores, or
-    a pair ((N,) scores, (N, P) curves)."""
+def named_metric(name, activation, chunk=None):
+    """The metric `name` of `METRIC_NAMES` (from `xaifn.metrics`, with their defaults) as a runner
+    metric(net, inputs, targets, maps, masks); deletion and insertion also return their curves."""
+    budget = {} if chunk is None else {"chunk": chunk}
+    table = {
+        "deletion": lambda net, x, t, maps, masks: metrics_lib.deletion_auc(
+            net, activation, x, t, maps, return_curve=True, **budget),
+        "insertion": lambda net, x, t, maps, masks: metrics_lib.insertion_auc(
+            net, activation, x, t, maps, return_curve=True, **budget),
+        "naive_faithfulness": lambda net, x, t, maps, masks: metrics_lib.naive_faithfulness(
+            net, activation, x, t, maps, **budget),
+        "pointing_game": lambda net, x, t, maps, masks: metrics_lib.pointing_game(maps, masks),
+        "iosr": lambda net, x, t, maps, masks: metrics_lib.iosr(maps, masks),
+    }
+    if name not in table:
+        raise ValueError(f"`metrics`: unknown metric {name!r}; choose from {', '.join(METRIC_NAMES)}, or give "
+                         "a function.")
+    return table[name]
+
+
+def _resolve_metrics(metrics, activation, chunk, has_masks):
+    """{name: metric}: a metric is a name of `METRIC_NAMES` or a function
+    metric(net, inputs, targets, maps, masks) -> (N,) scores, or a pair ((N,) scores, (N, P) curves)."""
     if metrics is None:
         return {}
-    items = metrics.items() if isinstance(metrics, dict) else (
-        [(getattr(m, "__name__", None), m) for m in metrics] if isinstance(metrics, (list, tuple)) else None)
-    if items is None:
-        raise TypeError(f"`metrics` must be None, a list of functions or a dict name -> function, got {metrics!r}.")
+    if isinstance(metrics, dict):
+        items = list(metrics.items())
+    elif isinstance(metrics, (list, tuple)):
+        items = [(m, m) if isinstance(m, str) else (getattr(m, "__name__", None), m) for m in metrics]
+    else:
+        raise TypeError(f"`metrics` must be None, a list of metric names or functions, or a dict name -> "
+                        f"function, got {metrics!r}.")
     out = {}
     for name, metric in items:
+        if isinstance(metric, str):
+            if metric in MASK_METRICS and not has_masks:
+                raise ValueError(f"`metrics`: {metric} needs ground-truth regions: a dataset of (image, label, "
+                                 "mask) batches.")
+            metric = named_metric(metric, activation, chunk)
         if not _good_name(name) or not callable(metric):
             raise TypeError(f"`metrics`: every metric must be a function with a name (no '/', not a lambda; "
                             f"use a dict name -> function), got {name!r}.")
@@ -347,9 +379,11 @@ def explain_dataset(net, dataset, methods, store, *, metrics=None, targets="pred
             (N, 1, H, W) maps named by their __name__, or a dict name -> name or function.
         store: folder of the zarr store (`xaifn.dataset_store`): created, or resumed when it was
             made with the same arguments; a store made with other arguments is refused.
-        metrics: None, a list of functions or a dict name -> function
+        metrics: None, a list of metric names (`METRIC_NAMES`: deletion, insertion,
+            naive_faithfulness from `xaifn.metrics` with the activation and chunk above; pointing_game,
+            iosr against the dataset's masks) or functions, or a dict name -> name or function
             metric(net, inputs, targets, maps, masks) -> (N,) scores, or (scores, (N, P) curves);
-            `masks` is the dataset's third column or None.
+            `masks` is the dataset's third column or None. Higher scores are taken as better.
         targets: "prediction" (explain the predicted class) or "label".
         activation: logits -> probabilities Cell (default `nn.Softmax()`).
         config: extra JSON-able facts that determine the results (part of the fingerprint).
@@ -378,7 +412,6 @@ def explain_dataset(net, dataset, methods, store, *, metrics=None, targets="pred
     if targets not in ("prediction", "label"):
         raise ValueError(f"`targets` must be 'prediction' or 'label', got {targets!r}.")
     activation = nn.Softmax() if activation is None else activation
-    metric_fns = _resolve_metrics(metrics)
     if isinstance(dataset, (str, os.PathLike)):
         _checks.check_positive_int(batch_size, "batch_size")
         if channels not in (1, 3):
@@ -392,8 +425,9 @@ def explain_dataset(net, dataset, methods, store, *, metrics=None, targets="pred
     else:
         pipeline, description, class_names = dataset, None, None
     leaf, num_rows, block = _check_pipeline(pipeline)
-    first = _columns(next(_reading(pipeline, range(min(block, num_rows))).create_tuple_iterator(
-        num_epochs=1, output_numpy=True)))[0]
+    first, _, first_masks = _columns(next(_reading(pipeline, range(min(block, num_rows))).create_tuple_iterator(
+        num_epochs=1, output_numpy=True)))
+    metric_fns = _resolve_metrics(metrics, activation, (method_options or {}).get("chunk"), first_masks is not None)
     if description is None:
         description = dict(pipeline=type(pipeline).__name__, source=type(leaf).__name__,
                            first_batch=hashlib.sha256(first.tobytes()).hexdigest())
