@@ -117,6 +117,44 @@ def compare(scale, batch, rounds):
     return rows
 
 
+def components(batch, repeats=7):
+    """Milliseconds per batch of each part of explain_dataset, alone (best of `repeats`: steady under
+    load): the prediction forward, the pipeline, the pictures, one store block, and the methods."""
+    from xaifn import dataset_runner, dataset_store, visual  # pylint: disable=import-outside-toplevel
+    net, (x, labels) = network(), images(batch * 8)
+    xs = [ms.Tensor(x[i:i + batch]) for i in range(0, len(x), batch)]
+    predict = dataset_runner.probability_kernel(net, ACTIVATION)
+    data = ds.NumpySlicesDataset((x, labels), column_names=["image", "label"], shuffle=False).batch(batch)
+    job = dict(probabilities=predict, net=net, methods={}, metrics={}, targets="prediction", mean=None, std=None)
+    rows = dataset_runner.explain_batch(x[:batch], labels[:batch], None, job)
+    rows["maps/gradient"] = np.random.default_rng(0).random((batch, 32, 32)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as folder:
+        group = dataset_store.open_store(pathlib.Path(folder) / "s", {"bench": 1}, dict(
+            num_rows=len(x), block=batch, map_shape=(32, 32), methods=["gradient"], metrics=[], num_classes=10))
+        handles = {}
+        parts = {
+            "prediction forward": lambda: [predict(v).asnumpy() for v in xs],
+            "pipeline": lambda: list(dataset_runner._reading(  # pylint: disable=protected-access
+                data, range(len(x))).create_tuple_iterator(num_epochs=1, output_numpy=True)),
+            "pictures": lambda: [visual.to_uint8_image(x[i:i + batch]) for i in range(0, len(x), batch)],
+            "store block (7 arrays, one map)": lambda: [dataset_store.write_block(group, i, rows, handles)
+                                                        for i in range(0, len(x), batch)],
+        }
+        for name, (methods, options, _) in WORKLOADS.items():
+            parts[f"methods: {name}"] = lambda m=methods, o=options: bare(net, m, o, x, batch)
+        out = {}
+        for name, fn in parts.items():
+            fn()
+            samples = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fn()
+                samples.append(time.perf_counter() - start)
+            out[name] = min(samples) / len(xs) * 1e3
+            print(f"  {name:<44} {out[name]:8.2f} ms per batch of {batch}", flush=True)
+    return out
+
+
 WORKER_SCRIPT = '''
 import sys, time, numpy as np, mindspore.dataset as ds, xaifn
 sys.path.insert(0, {bench!r})
@@ -165,7 +203,9 @@ def main():
     args = parser.parse_args()
     scale, batch, rounds = (1 / 32, 16, 1) if args.quick else (1.0, 32, 4)
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machine)", flush=True)
-    result = dict(compare=compare(scale, batch, rounds))
+    print("per-batch costs, each part alone:", flush=True)
+    result = dict(components=components(batch, 2 if args.quick else 7))
+    result["compare"] = compare(scale, batch, rounds)
     with tempfile.TemporaryDirectory() as folder:
         result["workers"] = workers(32 if args.quick else 96, batch, folder)
     result["load_average_after"] = os.getloadavg()[0]
