@@ -170,6 +170,8 @@ def test_msrun_two_cpu_workers_equal_one_process(reference, tmp_path):
     worker_logs = "".join(p.read_text(errors="replace")[-2000:] for p in sorted(logs.glob("worker_*.log")))
     assert result.returncode == 0, worker_logs
     assert_same_store(store, reference[0])
+    for rank in (0, 1):  # each worker explained its half of the rows, and knew its rank
+        assert f"EXPLAINED {job.ROWS // 2} SHARD 2 {rank}" in (logs / f"worker_{rank}.log").read_text(errors="replace")
 
 
 def test_image_folder_with_class_folders(tmp_path):
