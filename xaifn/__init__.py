@@ -13,7 +13,9 @@ from xaifn.rise import rise
 from xaifn.rise_plus import rise_plus
 from xaifn import ood, visual
 from xaifn.gradients import (channel_max_abs, deconvolution, gradient, guided_backprop, input_gradient,
-                             saliency, target_logit_sum)
+                             input_x_gradient, saliency, target_logit_sum)
+from xaifn.integrated_gradients import integrated_gradients, integrated_gradients_map, quadrature
+from xaifn.smooth_grad import GaussianNoise, smooth_grad
 
 __version__ = "0.1.0"
 
@@ -22,4 +24,6 @@ __all__ = [
     "input_gradient", "layer_activation_gradient", "layer_probe_view", "relu_rule_view", "saliency",
     "target_logit_sum", "OcclusionWindows", "RiseMasks", "rise_masks", "occlusion", "rise",
     "rise_plus", "ood", "network_view", "visual",
+    "input_x_gradient", "integrated_gradients", "integrated_gradients_map", "quadrature",
+    "GaussianNoise", "smooth_grad",
 ]
