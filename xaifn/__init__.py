@@ -16,6 +16,9 @@ from xaifn.gradients import (channel_max_abs, deconvolution, gradient, guided_ba
                              input_x_gradient, saliency, target_logit_sum)
 from xaifn.integrated_gradients import integrated_gradients, integrated_gradients_map, quadrature
 from xaifn.smooth_grad import GaussianNoise, smooth_grad
+from xaifn.cams import eigencam, gradcam_plus_plus, hirescam, layercam, xgradcam
+from xaifn.scorecam import scorecam
+from xaifn.guided_gradcam import guided_gradcam
 
 __version__ = "0.1.0"
 
@@ -25,5 +28,6 @@ __all__ = [
     "target_logit_sum", "OcclusionWindows", "RiseMasks", "rise_masks", "occlusion", "rise",
     "rise_plus", "ood", "network_view", "visual",
     "input_x_gradient", "integrated_gradients", "integrated_gradients_map", "quadrature",
-    "GaussianNoise", "smooth_grad",
+    "GaussianNoise", "smooth_grad", "gradcam_plus_plus", "xgradcam", "layercam", "hirescam", "eigencam",
+    "scorecam", "guided_gradcam",
 ]

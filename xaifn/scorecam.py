@@ -1,0 +1,86 @@
+"""ScoreCAM (Wang et al., 2020) at a named layer's output A (N, K, h, w): each channel, upsampled
+to the input's size and min-max normalised per sample, masks the input; the target's score on
+the masked input weighs the channel:
+
+    M_nk = norm(up(A_nk)),   s_nkj = sigma(f(x_n * M_nk))[t_nj],
+    cam_nj = ReLU(sum_k softmax_k(s_nj)_k A_nk),                    resized like `xaifn.gradcam`
+
+with norm(m) = (m - min m) / (max m - min m) (0 for a constant channel) and `up` the bilinear resize
+of the CAM family. The N * K masked images go through the chunked copy-sums primitive, `chunk`
+images per compiled forward; all l target columns share them.
+"""
+import numpy as np
+import mindspore as ms
+from mindspore import ops
+
+from xaifn import _cache, _checks
+from xaifn._chunked import DEFAULT_CHUNK, copy_sums
+from xaifn.gradcam import activation_gradient_fn, layer_setup, resize_map
+from xaifn.rise import probability_fn
+
+
+def normalised_masks(activation, size):
+    """Channels (b, k, h, w) resized to `size` and min-max normalised each: (b, k, H, W). Traceable."""
+    up = resize_map(activation, size)
+    low = up.min(axis=(2, 3), keepdims=True)
+    span = up.max(axis=(2, 3), keepdims=True) - low
+    flat = span == 0
+    return ops.where(flat, ops.zeros_like(up), (up - low) / ops.where(flat, ops.ones_like(span), span))
+
+
+def _score_step(score_fn):
+    """Per-sample sums over a block of channel indices c of w_c * s_nc * e_c: (b, l, K)."""
+    def step(x, activation, labels, index, weights):
+        b, k, num = x.shape[0], index.shape[0], activation.shape[1]
+        channels = ops.gather(activation, index.astype(ms.int32), 1)             # (b, k, h, w)
+        masks = normalised_masks(channels, x.shape[2:]).expand_dims(2)          # (b, k, 1, H, W)
+        images = (x.expand_dims(1) * masks).reshape((b * k,) + tuple(x.shape[1:]))
+        scores = score_fn(images, images[:, :1, 0, 0]).reshape(b, k, -1)
+        picked = ops.gather_elements(scores, 2, ops.broadcast_to(labels.expand_dims(1), (b, k, labels.shape[1])))
+        slots = ops.one_hot(index.astype(ms.int32), num, ops.ones((), x.dtype), ops.zeros((), x.dtype))
+        return (ops.matmul(picked.transpose(0, 2, 1), slots * weights.expand_dims(1)),)
+    return _cache.compiled(step)
+
+
+def _compiled_activation(net, layer, act_shape):
+    pair = activation_gradient_fn(net, layer, act_shape, gradients=False)
+
+    def activation(x, labels):
+        return pair(x, labels)[0]
+    return _cache.compiled(activation)
+
+
+def scorecam(net, activation_fn, inputs, targets, layer="", chunk=DEFAULT_CHUNK, resize=True):
+    """ScoreCAM at the cell named `layer`: (N, l, H, W) for targets (N, l) (l = 1 for int, 0-D
+    or 1-D targets), or (N, l, h, w) with `resize=False`.
+
+    Args:
+        net, inputs, layer: as in `xaifn.gradcam`.
+        activation_fn: logits -> scores, e.g. `nn.Softmax()` (the paper's probabilities) or an
+            identity function (pytorch-grad-cam's logits).
+        targets: int, list of N ints, 0-D/1-D/(N, l) integer Tensor.
+        chunk: most masked images per compiled forward pass (default 256).
+
+    Example:
+        >>> import numpy as np, mindspore as ms, xaifn
+        >>> from mindspore import nn
+        >>> from xaifn.models import LeNet5
+        >>> x = ms.Tensor(np.random.rand(2, 3, 32, 32), ms.float32)
+        >>> xaifn.scorecam(LeNet5(), nn.Softmax(), x, 1, layer="conv2").shape
+        (2, 1, 32, 32)
+    """
+    _checks.check_callable(activation_fn, "activation_fn")
+    labels, act_shape = layer_setup(net, inputs, targets, layer, allow_2d=True)
+    chunk = _checks.check_positive_int(chunk, "chunk")
+    _checks.check_bool(resize, "resize")
+    activation = _cache.cached(net, ("activation", layer, act_shape, inputs.dtype),
+                               lambda: _compiled_activation(net, layer, act_shape))(inputs, labels)
+    num = activation.shape[1]
+    step = _cache.cached(net, ("scorecam", activation_fn),
+                         lambda: _score_step(probability_fn(_cache.evaluable(net), activation_fn)))
+    (scores,) = copy_sums(step, (inputs, activation, labels), (np.arange(num), np.ones(num)), chunk,
+                          inputs.dtype)                                           # (N, l, K)
+    n, _, h, w = activation.shape
+    weights = ops.softmax(scores, axis=-1)
+    cam = ops.relu(ops.matmul(weights, activation.reshape(n, num, h * w))).reshape(n, -1, h, w)
+    return resize_map(cam, tuple(inputs.shape[2:])) if resize else cam
