@@ -151,14 +151,15 @@ def copy_sums(step, samples, copies, chunk, dtype):
     per_step = min(max(1, chunk // block), count)
     results = []
     for start in range(0, n, block):
-        part = tuple(_pad_rows(s[start:start + block], block) for s in samples)
+        whole = block == n   # one block: no slicing (eager slices cost ~ms each)
+        part = samples if whole else tuple(_pad_rows(s[start:start + block], block) for s in samples)
         total = None
         for c0 in range(0, count, per_step):
             rows = tuple(ms.Tensor(_pad_rows(np.asarray(c[c0:c0 + per_step], np.float32), per_step), dtype)
                          for c in copies)
             sums = step(*part, *rows)
             total = sums if total is None else tuple(t + s for t, s in zip(total, sums))
-        results.append(tuple(t[:min(block, n - start)] for t in total))
+        results.append(total if whole else tuple(t[:min(block, n - start)] for t in total))
     return tuple(r[0] if len(results) == 1 else ops.cat(r, 0) for r in zip(*results))
 
 

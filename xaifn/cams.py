@@ -1,7 +1,7 @@
 """The CAM family at a named layer's output A (N, K, h, w), with g = d(sum_n f(x)[n, t_n]) / dA.
 
 Each variant is a map before the ReLU, cam = ReLU(map), resized to the input's (H, W) by bilinear
-interpolation like `xaifn.gradcam` (`resize=False`: the raw (N, 1, h, w) map; no normalisation):
+interpolation like `xaifn.gradcam` (`resize=False`: the raw (N, 1, h, w) map; no normalisation)::
 
     GradCAM     sum_k mean_ij(g_k) A_k                                       (xaifn.gradcam)
     GradCAM++   sum_k w_k A_k,  w_k = sum_ij relu(g_kij) a_kij,

@@ -111,18 +111,21 @@ def integrated_gradients(net_fn, inputs, targets, baselines=0.0, steps=50, metho
     _checks.check_bool(return_convergence_delta, "return_convergence_delta")
     sums = gradient_sums(lambda: _cache.evaluable(net_fn), inputs, base, labels, alphas, weights, chunk,
                          (net_fn, ("integrated_gradients",)))
-    attributions = (inputs - base).expand_dims(1) * sums                        # (N, l, C, H, W)
     one_column = _targets_are_one_column(targets)
-    result = attributions[:, 0] if one_column else attributions
+    difference = inputs - base
+    if one_column:
+        attributions = difference * sums.reshape(inputs.shape)                 # (N, C, H, W)
+    else:
+        attributions = difference.expand_dims(1) * sums                        # (N, l, C, H, W)
     if not return_convergence_delta:
-        return result
+        return attributions
     build = lambda: _logits(_cache.evaluable(net_fn))  # noqa: E731
     key = (net_fn, ("logits",))
     change = target_scores(build, inputs, labels, key) - target_scores(build, base, labels, key)
-    delta = attributions.sum(axis=(2, 3, 4)) - change                          # (N, l)
-    return result, (delta[:, 0] if one_column else delta)
+    totals = attributions.sum(axis=tuple(range(1 if one_column else 2, attributions.ndim)))
+    return attributions, totals - (change.reshape(-1) if one_column else change)
 
 
 def _targets_are_one_column(targets):
     """True unless `targets` is 2-D (N, l): the forms that give one map per sample."""
-    return np.ndim(targets.asnumpy() if isinstance(targets, ms.Tensor) else targets) < 2
+    return (targets.ndim if isinstance(targets, ms.Tensor) else np.ndim(targets)) < 2
