@@ -112,9 +112,15 @@ def target_scores(build_score, inputs, labels, cache_key, aux=None):
 # samples both go through `copy_sums`; `gradient_sums` is its compiled gradient step.
 # --------------------------------------------------------------------------------------------
 
+def _target_sum(net_fn, images, labels):
+    return ops.gather_elements(net_fn(images), 1, labels).sum()
+
+
 def target_gradients(net_fn, images, labels):
     """d f(images)[b, t_bj] / d images for each of the l columns of `labels` (B, l), sharing one
     forward pass: (B, l, C, H, W). Traceable."""
+    if labels.shape[1] == 1:   # one target: the plain gradient of the picked logits
+        return ms.grad(_target_sum, grad_position=1)(net_fn, images, labels).expand_dims(1)
     logits, pullback = ms.vjp(net_fn, images)
     on, off = ops.ones((), logits.dtype), ops.zeros((), logits.dtype)
     return ops.stack([pullback(ops.one_hot(labels[:, j], logits.shape[1], on, off))[0]

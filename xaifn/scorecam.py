@@ -22,10 +22,10 @@ from xaifn.rise import probability_fn
 def normalised_masks(activation, size):
     """Channels (b, k, h, w) resized to `size` and min-max normalised each: (b, k, H, W). Traceable."""
     up = resize_map(activation, size)
-    low = up.min(axis=(2, 3), keepdims=True)
-    span = up.max(axis=(2, 3), keepdims=True) - low
-    flat = span == 0
-    return ops.where(flat, ops.zeros_like(up), (up - low) / ops.where(flat, ops.ones_like(span), span))
+    flat = up.reshape(up.shape[0], up.shape[1], -1)
+    low = flat.min(axis=2, keepdims=True)
+    span = flat.max(axis=2, keepdims=True) - low
+    return ((flat - low) / (span + (span == 0).astype(span.dtype))).reshape(up.shape)   # constant: 0
 
 
 def _score_step(score_fn):
@@ -35,11 +35,27 @@ def _score_step(score_fn):
         channels = ops.gather(activation, index.astype(ms.int32), 1)             # (b, k, h, w)
         masks = normalised_masks(channels, x.shape[2:]).expand_dims(2)          # (b, k, 1, H, W)
         images = (x.expand_dims(1) * masks).reshape((b * k,) + tuple(x.shape[1:]))
-        scores = score_fn(images, images[:, :1, 0, 0]).reshape(b, k, -1)
+        scores = score_fn(images, None).reshape(b, k, -1)
         picked = ops.gather_elements(scores, 2, ops.broadcast_to(labels.expand_dims(1), (b, k, labels.shape[1])))
         slots = ops.one_hot(index.astype(ms.int32), num, ops.ones((), x.dtype), ops.zeros((), x.dtype))
         return (ops.matmul(picked.transpose(0, 2, 1), slots * weights.expand_dims(1)),)
     return _cache.compiled(step)
+
+
+def scorecam_map(scores, activation):
+    """ReLU(sum_k softmax_k(scores) A_k) for scores (N, l, K) and A (N, K, h, w): (N, l, h, w). Traceable."""
+    n, num, h, w = activation.shape
+    weights = ops.softmax(scores, axis=-1)
+    return ops.relu(ops.matmul(weights, activation.reshape(n, num, h * w))).reshape(n, -1, h, w)
+
+
+def _resized_scorecam_map(scores, activation, inputs):
+    return resize_map(scorecam_map(scores, activation), inputs.shape[2:])
+
+
+# shared by every call (no network inside): compiled once per shape
+_MAP = _cache.compiled(scorecam_map)
+_RESIZED_MAP = _cache.compiled(_resized_scorecam_map)
 
 
 def _compiled_activation(net, layer, act_shape):
@@ -80,7 +96,4 @@ def scorecam(net, activation_fn, inputs, targets, layer="", chunk=DEFAULT_CHUNK,
                          lambda: _score_step(probability_fn(_cache.evaluable(net), activation_fn)))
     (scores,) = copy_sums(step, (inputs, activation, labels), (np.arange(num), np.ones(num)), chunk,
                           inputs.dtype)                                           # (N, l, K)
-    n, _, h, w = activation.shape
-    weights = ops.softmax(scores, axis=-1)
-    cam = ops.relu(ops.matmul(weights, activation.reshape(n, num, h * w))).reshape(n, -1, h, w)
-    return resize_map(cam, tuple(inputs.shape[2:])) if resize else cam
+    return _RESIZED_MAP(scores, activation, inputs) if resize else _MAP(scores, activation)

@@ -13,7 +13,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import ops
 
-from xaifn import _checks
+from xaifn import _cache, _checks
 from xaifn._chunked import DEFAULT_CHUNK, copy_sums
 from xaifn.masks import _MaskSet
 
@@ -50,23 +50,41 @@ class GaussianNoise(_MaskSet):
         self.shape = (num_samples,) + shape
 
     def _render(self, start, stop):
-        return np.stack([np.random.default_rng([self._seed, s]).standard_normal(self.shape[1:]) * self._std
-                         for s in range(start, stop)]).astype(np.float32) if stop > start else \
-            np.zeros((0,) + self.shape[1:], np.float32)
+        noise = np.zeros((stop - start,) + self.shape[1:], np.float32)
+        for i, sample in enumerate(range(start, stop)):
+            noise[i] = np.random.default_rng([self._seed, sample]).standard_normal(self.shape[1:]) * self._std
+        return noise
 
 
-def _noisy_step(method, count):
+def _noisy_copies(x, noise):
+    """x_n + e_s for a block: (b * k, C, H, W), copies of one sample contiguous. Traceable."""
+    b, k = x.shape[0], noise.shape[0]
+    return (x.expand_dims(1) + noise.expand_dims(0)).reshape((b * k,) + tuple(x.shape[1:]))
+
+
+def _moments(maps, weights):
+    """(sum_s w_s a_s, sum_s w_s a_s**2) per sample of maps (b * k, ...). Traceable."""
+    k = weights.shape[0]
+    b = maps.shape[0] // k
+    flat, w = maps.reshape(b, k, -1), weights.reshape(1, 1, k)
+    shape = (b,) + tuple(maps.shape[1:])
+    return ops.matmul(w, flat).reshape(shape), ops.matmul(w, flat * flat).reshape(shape)
+
+
+# shared by every call (no network inside): compiled once per block shape
+_NOISY_COPIES = _cache.compiled(_noisy_copies)
+_MOMENTS = _cache.compiled(_moments)
+
+
+def _noisy_step(method):
     """Per-block sums over the copies x + e_s of (w_s a, w_s a**2), one call of `method`."""
     def step(x, labels, noise, weights):
         b, k = x.shape[0], noise.shape[0]
-        noisy = (x.expand_dims(1) + noise.expand_dims(0)).reshape((b * k,) + tuple(x.shape[1:]))
-        maps = method(noisy, ops.repeat_interleave(labels, k, 0))
+        maps = method(_NOISY_COPIES(x, noise), ms.Tensor(np.repeat(labels, k, axis=0)))
         if not isinstance(maps, ms.Tensor) or maps.shape[0] != b * k:
             raise TypeError(f"`method` must return a Tensor with one row per input, got "
                             f"{getattr(maps, 'shape', type(maps).__name__)} for {b * k} inputs.")
-        maps = maps.reshape((b, k) + tuple(maps.shape[1:]))
-        w = weights.reshape((1, k) + (1,) * (maps.ndim - 2)) * (1.0 / count)
-        return (maps * w).sum(axis=1), (maps * maps * w).sum(axis=1)
+        return _MOMENTS(maps, weights.astype(maps.dtype))
     return step
 
 
@@ -95,13 +113,13 @@ def smooth_grad(method, inputs, targets, noise, kind="smoothgrad", chunk=DEFAULT
     """
     _checks.check_callable(method, "method")
     _checks.check_inputs(inputs)
-    labels = ms.Tensor(_checks.check_sample_targets(targets, inputs.shape[0]))
+    labels = _checks.check_sample_targets(targets, inputs.shape[0])
     noise = _checks.check_noise(noise, tuple(inputs.shape[1:]))
     _checks.check_choice(kind, "kind", KINDS)
     chunk = _checks.check_positive_int(chunk, "chunk")
     count = noise.shape[0]
-    mean, mean_sq = copy_sums(_noisy_step(method, count), (inputs, labels),
-                              (noise, np.ones(count, np.float32)), chunk, inputs.dtype)
+    mean, mean_sq = copy_sums(_noisy_step(method), (inputs, labels), (noise, np.full(count, 1 / count)), chunk,
+                              inputs.dtype)
     if kind == "smoothgrad":
         return mean
     if kind == "smoothgrad_sq":
