@@ -145,7 +145,7 @@ def scorecam_np(net, x, targets):
     return out
 
 
-@pytest.mark.parametrize("chunk", [1, 4, 256])
+@pytest.mark.parametrize("chunk", [1, 256])
 def test_scorecam_matches_a_direct_loop(pool_net, chunk):
     x = normal(6, (2,) + SHAPE)
     targets = np.array([[0, 3], [2, 2]], np.int32)

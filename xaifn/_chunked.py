@@ -145,7 +145,7 @@ def copy_sums(step, samples, copies, chunk, dtype):
     Args:
         step: (sample blocks..., copy blocks...) -> tuple of per-sample sums over the k copies of
             the block, each with leading axis b; padded copies carry weight 0.
-        samples: tuple of Tensors with leading axis N (inputs, baselines, labels, ...).
+        samples: tuple of Tensors (or numpy arrays) with leading axis N (inputs, baselines, labels).
         copies: tuple of per-copy rows with leading axis K (arrays or lazy sets sliced `[i:j]`).
         chunk: most copies (b * k) per step.
         dtype: dtype of the copy rows handed to `step`.
