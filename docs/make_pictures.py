@@ -3,7 +3,7 @@
     python -m xaifn demo --quick --output /tmp/demo
     python docs/make_pictures.py /tmp/demo
 
-Copies gallery.png and, for each method, stacks the demo's held-out images (the first column of
+Copies gallery.png and curves.png (the metrics' mean deletion / insertion curves) and, for each method, stacks the demo's held-out images (the first column of
 the gallery) above the method's row of overlays, so each method page shows image and map
 together. PNGs are re-encoded with Pillow's optimiser (each stays well under 200 KB; the gallery
 is reduced to a 256-colour palette).
@@ -35,6 +35,7 @@ def main(demo_dir):
     gallery = Image.open(demo / "gallery.png").convert("RGB")
     # the gallery has a column per method: a 256-colour palette keeps it under 200 KB
     gallery.quantize(256, method=Image.Quantize.MEDIANCUT).save(STATIC / "gallery.png", optimize=True)
+    Image.open(demo / "curves.png").convert("RGB").save(STATIC / "curves.png", optimize=True)
     count = (gallery.height - TITLE - PAD) // (CELL + PAD)
     images = images_row(gallery, count)
     for name in METHODS:

@@ -40,8 +40,15 @@ def normal(seed, shape):
 
 
 @pytest.fixture(scope="module")
-def net(zoo):
-    return zoo.twin(zoo.SeqBNNet, zoo.random_params(zoo.SeqBNNet(), seed=71, scale=1.0))
+def nets(zoo):
+    """One network per method (same weights), so that no network gathers every method's kernels."""
+    values, made = zoo.random_params(zoo.SeqBNNet(), seed=71, scale=1.0), {}
+
+    def net_for(name):
+        if name not in made:
+            made[name] = zoo.twin(zoo.SeqBNNet, values)
+        return made[name]
+    return net_for
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +57,9 @@ def batch():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_batch_equals_each_sample_alone(net, batch, name):
+def test_batch_equals_each_sample_alone(nets, batch, name):
     explain, _ = METHODS[name]
+    net = nets(name)
     x, t = batch
     whole = explain(net, x, t, 64).asnumpy()
     for n in range(2):
@@ -59,8 +67,9 @@ def test_batch_equals_each_sample_alone(net, batch, name):
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if METHODS[n][1]])
-def test_chunk_size_changes_nothing(net, batch, name):
+def test_chunk_size_changes_nothing(nets, batch, name):
     explain, _ = METHODS[name]
+    net = nets(name)
     x, t = batch
     reference = explain(net, x, t, 256).asnumpy()
     for chunk in (1, 4):   # one copy per step; two copies per step, the last block padded
@@ -68,8 +77,9 @@ def test_chunk_size_changes_nothing(net, batch, name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_repeated_calls_are_bit_identical(net, batch, name):
+def test_repeated_calls_are_bit_identical(nets, batch, name):
     explain, _ = METHODS[name]
+    net = nets(name)
     x, t = batch
     np.testing.assert_array_equal(explain(net, x, t, 4).asnumpy(), explain(net, x, t, 4).asnumpy())
 

@@ -156,7 +156,7 @@ def test_bad_arguments(args, kwargs, error, message):
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    (dict(std=-1.0), ValueError, "`std`"), (dict(std=float("nan")), TypeError, "`std`"),
+    (dict(std=-1.0), ValueError, "`std`"), (dict(std=float("nan")), ValueError, "`std`"),
     (dict(shape=(3, 4)), TypeError, "`shape`"), (dict(num_samples=0), ValueError, "`num_samples`"),
     (dict(seed=-1), ValueError, "`seed`")])
 def test_bad_noise_arguments(kwargs, error, message):

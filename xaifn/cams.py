@@ -12,11 +12,14 @@ interpolation like `xaifn.gradcam` (`resize=False`: the raw (N, 1, h, w) map; no
     EigenCAM    X_c v_1: the pixels' activations X (hw, K), centred over the pixels, projected
                 on their first right singular vector v_1, its sign chosen so that sum_k v_1k >= 0
 
-ScoreCAM is in `xaifn.scorecam` (it needs forward passes, not gradients).
+ScoreCAM is in `xaifn.scorecam` (it needs forward passes, not gradients). Every variant runs
+through `xaifn.gradcam`'s layer machinery (`layer_cam`: validation, tracing, `reshape` of token or
+channel-last outputs, one compiled kernel per network, layer, shape and variant).
 """
 from mindspore import ops
 
-from xaifn.gradcam import class_activation_map
+from xaifn import _checks
+from xaifn.gradcam import cam_map, layer_cam
 
 
 def _safe_divide(numerator, denominator):
@@ -67,10 +70,15 @@ def eigencam_cam(activation, grads):  # pylint: disable=unused-argument
     return ops.matmul(centred, first * sign).reshape(n, 1, h, w)
 
 
-def gradcam_plus_plus(net, inputs, targets, layer="", resize=True):
+def _variant(net, inputs, targets, layer, reshape, resize, cam_fn):
+    _checks.check_bool(resize, "resize")
+    return layer_cam(net, inputs, targets, layer, reshape, cam_map(cam_fn, resize))
+
+
+def gradcam_plus_plus(net, inputs, targets, layer="", reshape=None, resize=True):
     """GradCAM++ at the cell named `layer`: (N, 1, H, W), or (N, 1, h, w) with `resize=False`.
 
-    Arguments as in `xaifn.gradcam`.
+    Arguments as in `xaifn.gradcam` (`reshape` for token or channel-last layer outputs).
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -79,10 +87,10 @@ def gradcam_plus_plus(net, inputs, targets, layer="", resize=True):
         >>> xaifn.gradcam_plus_plus(LeNet5(), x, 1, layer="conv2").shape
         (2, 1, 32, 32)
     """
-    return class_activation_map(net, inputs, targets, layer, gradcam_plus_plus_cam, resize)
+    return _variant(net, inputs, targets, layer, reshape, resize, gradcam_plus_plus_cam)
 
 
-def xgradcam(net, inputs, targets, layer="", resize=True):
+def xgradcam(net, inputs, targets, layer="", reshape=None, resize=True):
     """XGradCAM at the cell named `layer`; arguments and shapes as in `xaifn.gradcam_plus_plus`.
 
     Example:
@@ -92,10 +100,10 @@ def xgradcam(net, inputs, targets, layer="", resize=True):
         >>> xaifn.xgradcam(LeNet5(), x, 1, layer="conv2", resize=False).shape
         (2, 1, 10, 10)
     """
-    return class_activation_map(net, inputs, targets, layer, xgradcam_cam, resize)
+    return _variant(net, inputs, targets, layer, reshape, resize, xgradcam_cam)
 
 
-def layercam(net, inputs, targets, layer="", resize=True):
+def layercam(net, inputs, targets, layer="", reshape=None, resize=True):
     """LayerCAM at the cell named `layer`; arguments and shapes as in `xaifn.gradcam_plus_plus`.
 
     Example:
@@ -105,10 +113,10 @@ def layercam(net, inputs, targets, layer="", resize=True):
         >>> xaifn.layercam(LeNet5(), x, [1, 2], layer="conv1").shape
         (2, 1, 32, 32)
     """
-    return class_activation_map(net, inputs, targets, layer, layercam_cam, resize)
+    return _variant(net, inputs, targets, layer, reshape, resize, layercam_cam)
 
 
-def hirescam(net, inputs, targets, layer="", resize=True):
+def hirescam(net, inputs, targets, layer="", reshape=None, resize=True):
     """HiResCAM at the cell named `layer`; arguments and shapes as in `xaifn.gradcam_plus_plus`.
 
     Example:
@@ -118,12 +126,13 @@ def hirescam(net, inputs, targets, layer="", resize=True):
         >>> xaifn.hirescam(LeNet5(), x, 1, layer="conv2").shape
         (2, 1, 32, 32)
     """
-    return class_activation_map(net, inputs, targets, layer, hirescam_cam, resize)
+    return _variant(net, inputs, targets, layer, reshape, resize, hirescam_cam)
 
 
-def eigencam(net, inputs, targets, layer="", resize=True):
-    """EigenCAM at the cell named `layer` (forward pass only; `targets` are validated but do not
-    change the map); arguments and shapes as in `xaifn.gradcam_plus_plus`.
+def eigencam(net, inputs, targets, layer="", reshape=None, resize=True):
+    """EigenCAM at the cell named `layer` (`targets` are validated but do not change the map; the
+    shared layer machinery also runs the backward pass, unused here); arguments and shapes as in
+    `xaifn.gradcam_plus_plus`.
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -132,4 +141,4 @@ def eigencam(net, inputs, targets, layer="", resize=True):
         >>> xaifn.eigencam(LeNet5(), x, 1, layer="conv2").shape
         (2, 1, 32, 32)
     """
-    return class_activation_map(net, inputs, targets, layer, eigencam_cam, resize, gradients=False)
+    return _variant(net, inputs, targets, layer, reshape, resize, eigencam_cam)

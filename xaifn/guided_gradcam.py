@@ -2,27 +2,25 @@
 
     GuidedGradCAM = GuidedBackprop gradient (N, C, H, W)  *  GradCAM resized to (H, W) (N, 1, H, W)
 
-signed, no normalisation. The GradCAM factor is `xaifn.gradcam`'s map (bilinear resize).
+signed, no normalisation. The GradCAM factor is `xaifn.gradcam`'s map (bilinear resize); the
+Guided Backpropagation gradient is `xaifn.guided_backprop`'s before its channel reduction.
 """
-from xaifn import _cache, _views
-from xaifn.gradcam import activation_gradient_fn, gradcam_map, layer_setup
+from xaifn import _cache, _checks, _rules
+from xaifn.gradcam import gradcam
 from xaifn.gradients import input_gradient
 
 
-def _compiled_guided_gradcam(net, layer, act_shape):
-    guided = _views.relu_rule_view(net, "guided_backprop")
-    pair = activation_gradient_fn(net, layer, act_shape)
-
+def _compiled_guided_gradient(view):
     def kernel(inputs, labels):
-        activation, grads = pair(inputs, labels)
-        return input_gradient(guided, inputs, labels) * gradcam_map(activation, grads, inputs.shape[2:])
+        return input_gradient(view, inputs, labels)
     return _cache.compiled(kernel)
 
 
-def guided_gradcam(net, inputs, targets, layer=""):
+@_cache.serialised
+def guided_gradcam(net, inputs, targets, layer="", reshape=None, activations="all"):
     """Guided GradCAM at the cell named `layer`: signed, per channel, (N, C, H, W).
 
-    Arguments as in `xaifn.gradcam`; the network needs `nn.ReLU` cells (as `xaifn.guided_backprop`).
+    `layer`, `reshape` as in `xaifn.gradcam`; `activations` as in `xaifn.guided_backprop`.
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -31,7 +29,14 @@ def guided_gradcam(net, inputs, targets, layer=""):
         >>> xaifn.guided_gradcam(LeNet5(), x, [1, 2], layer="conv2").shape
         (2, 3, 32, 32)
     """
-    labels, act_shape = layer_setup(net, inputs, targets, layer)
-    kernel = _cache.cached(net, ("guided_gradcam", layer, act_shape, inputs.dtype),
-                           lambda: _compiled_guided_gradcam(net, layer, act_shape))
-    return kernel(inputs, labels)
+    _checks.check_cell(net, "net")
+    _checks.check_layer_name(net, layer)
+    activations = _rules.check_activations(activations)
+    labels = _checks.check_call(net, inputs, targets, name="net")
+    sample = (tuple(inputs.shape[1:]), inputs.dtype)
+    _cache.cached(net, ("reach", activations) + sample,
+                  lambda: _rules.check_reach(net, activations, *sample, method="guided_backprop"))
+    cam = gradcam(net, inputs, targets, layer, reshape)                        # (N, 1, H, W)
+    guided = _cache.cached(net, ("guided_gradcam", activations), lambda: _compiled_guided_gradient(
+        _rules.rule_view(net, "guided_backprop", activations)))(inputs, labels)
+    return guided * cam

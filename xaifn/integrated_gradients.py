@@ -12,7 +12,8 @@ import numpy as np
 import mindspore as ms
 
 from xaifn import _cache, _checks
-from xaifn._chunked import DEFAULT_CHUNK, gradient_sums, path_gradient_sum, target_scores
+from xaifn._chunked import (DEFAULT_CHUNK, PERTURBATION_COPIES, bytes_per_image, gradient_sums, images_per_step,
+                            path_gradient_sum, target_scores)
 
 #: The quadrature rules, by Captum's names.
 METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -78,6 +79,7 @@ def _logits(net_fn):
     return logits
 
 
+@_cache.serialised
 def integrated_gradients(net_fn, inputs, targets, baselines=0.0, steps=50, method="gausslegendre",
                          chunk=DEFAULT_CHUNK, return_convergence_delta=False):
     """Integrated Gradients, signed per channel: (N, C, H, W), or (N, l, C, H, W) for (N, l) targets.
@@ -92,7 +94,8 @@ def integrated_gradients(net_fn, inputs, targets, baselines=0.0, steps=50, metho
             (C, H, W) or (1, C, H, W) for every sample, or one per sample (N, C, H, W).
         steps: number of path positions (quadrature nodes) per sample.
         method: the quadrature rule, one of `METHODS` (see `quadrature`).
-        chunk: most path images per compiled forward+backward pass.
+        chunk: the memory of one compiled step: a byte size such as "128MiB" (the default), or an
+            int, the number of path images per compiled forward+backward pass (see `xaifn.rise`).
         return_convergence_delta: also return sum_chw IG - (f(x)[t] - f(b)[t]), shaped like the
             targets' rows: (N,) or (N, l).
 
@@ -107,9 +110,12 @@ def integrated_gradients(net_fn, inputs, targets, baselines=0.0, steps=50, metho
     labels = _checks.check_call(net_fn, inputs, targets, allow_2d=True)
     base = _checks.check_baselines(baselines, inputs)
     alphas, weights = quadrature(method, steps)
-    chunk = _checks.check_positive_int(chunk, "chunk")
+    chunk = _checks.check_chunk(chunk)
     _checks.check_bool(return_convergence_delta, "return_convergence_delta")
-    sums = gradient_sums(lambda: _cache.evaluable(net_fn), inputs, base, labels, alphas, weights, chunk,
+    # a path image keeps its activations for the backward and one input gradient per target
+    step = images_per_step(chunk, bytes_per_image(net_fn, inputs, forwards=2,
+                                                  copies=PERTURBATION_COPIES + labels.shape[1]))
+    sums = gradient_sums(lambda: _cache.evaluable(net_fn), inputs, base, labels, alphas, weights, step,
                          (net_fn, ("integrated_gradients",)))
     one_column = _targets_are_one_column(targets)
     difference = inputs - base

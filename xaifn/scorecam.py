@@ -6,16 +6,17 @@ the masked input weighs the channel:
     cam_nj = ReLU(sum_k softmax_k(s_nj)_k A_nk),                    resized like `xaifn.gradcam`
 
 with norm(m) = (m - min m) / (max m - min m) (0 for a constant channel) and `up` the bilinear resize
-of the CAM family. The N * K masked images go through the chunked copy-sums primitive, `chunk`
-images per compiled forward; all l target columns share them.
+of the CAM family. The activations come from `xaifn.gradcam`'s layer machinery (`reshape` as
+there); the N * K masked images go through the chunked copy-sums primitive, one compiled forward
+per step; all l target columns share them.
 """
 import numpy as np
 import mindspore as ms
 from mindspore import ops
 
 from xaifn import _cache, _checks
-from xaifn._chunked import DEFAULT_CHUNK, copy_sums
-from xaifn.gradcam import activation_gradient_fn, layer_setup, resize_map
+from xaifn._chunked import DEFAULT_CHUNK, bytes_per_image, copy_sums, images_per_step
+from xaifn.gradcam import layer_cam, resize as resize_map
 from xaifn.rise import probability_fn
 
 
@@ -38,8 +39,8 @@ def _score_step(score_fn):
         scores = score_fn(images, None).reshape(b, k, -1)
         picked = ops.gather_elements(scores, 2, ops.broadcast_to(labels.expand_dims(1), (b, k, labels.shape[1])))
         slots = ops.one_hot(index.astype(ms.int32), num, ops.ones((), x.dtype), ops.zeros((), x.dtype))
-        return (ops.matmul(picked.transpose(0, 2, 1), slots * weights.expand_dims(1)),)
-    return _cache.compiled(step)
+        return (ops.matmul(picked.transpose(0, 2, 1).astype(x.dtype), slots * weights.expand_dims(1)),)
+    return _cache.compiled(step, checked=False)  # the map is checked once, at the end
 
 
 def scorecam_map(scores, activation):
@@ -53,29 +54,28 @@ def _resized_scorecam_map(scores, activation, inputs):
     return resize_map(scorecam_map(scores, activation), inputs.shape[2:])
 
 
+def _activation(activation, grads, size):  # pylint: disable=unused-argument
+    """The `cam` of `layer_cam` that returns the (reshaped) layer output A itself."""
+    return activation
+
+
 # shared by every call (no network inside): compiled once per shape
 _MAP = _cache.compiled(scorecam_map)
 _RESIZED_MAP = _cache.compiled(_resized_scorecam_map)
 
 
-def _compiled_activation(net, layer, act_shape):
-    pair = activation_gradient_fn(net, layer, act_shape, gradients=False)
-
-    def activation(x, labels):
-        return pair(x, labels)[0]
-    return _cache.compiled(activation)
-
-
-def scorecam(net, activation_fn, inputs, targets, layer="", chunk=DEFAULT_CHUNK, resize=True):
+@_cache.serialised
+def scorecam(net, activation_fn, inputs, targets, layer="", reshape=None, chunk=DEFAULT_CHUNK, resize=True):
     """ScoreCAM at the cell named `layer`: (N, l, H, W) for targets (N, l) (l = 1 for int, 0-D
     or 1-D targets), or (N, l, h, w) with `resize=False`.
 
     Args:
-        net, inputs, layer: as in `xaifn.gradcam`.
+        net, inputs, layer, reshape: as in `xaifn.gradcam`.
         activation_fn: logits -> scores, e.g. `nn.Softmax()` (the paper's probabilities) or an
             identity function (pytorch-grad-cam's logits).
         targets: int, list of N ints, 0-D/1-D/(N, l) integer Tensor.
-        chunk: most masked images per compiled forward pass (default 256).
+        chunk: the memory of one compiled step (a byte size such as "128MiB", the default) or the
+            number of masked images per compiled forward (an int), as in `xaifn.rise`.
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -85,15 +85,16 @@ def scorecam(net, activation_fn, inputs, targets, layer="", chunk=DEFAULT_CHUNK,
         >>> xaifn.scorecam(LeNet5(), nn.Softmax(), x, 1, layer="conv2").shape
         (2, 1, 32, 32)
     """
+    _checks.check_cell(net, "net")
+    _checks.check_layer_name(net, layer)
     _checks.check_callable(activation_fn, "activation_fn")
-    labels, act_shape = layer_setup(net, inputs, targets, layer, allow_2d=True)
-    chunk = _checks.check_positive_int(chunk, "chunk")
+    labels = _checks.check_call(net, inputs, targets, allow_2d=True, name="net")
+    chunk = _checks.check_chunk(chunk)
     _checks.check_bool(resize, "resize")
-    activation = _cache.cached(net, ("activation", layer, act_shape, inputs.dtype),
-                               lambda: _compiled_activation(net, layer, act_shape))(inputs, labels)
+    activation = layer_cam(net, inputs, labels[:, 0], layer, reshape, _activation)   # (N, K, h, w)
     num = activation.shape[1]
-    step = _cache.cached(net, ("scorecam", activation_fn),
+    step = _cache.cached(net, ("scorecam", _cache.callable_key(activation_fn)),
                          lambda: _score_step(probability_fn(_cache.evaluable(net), activation_fn)))
-    (scores,) = copy_sums(step, (inputs, activation, labels), (np.arange(num), np.ones(num)), chunk,
-                          inputs.dtype)                                           # (N, l, K)
+    (scores,) = copy_sums(step, (inputs, activation, labels), (np.arange(num), np.ones(num)),
+                          images_per_step(chunk, bytes_per_image(net, inputs)), inputs.dtype)  # (N, l, K)
     return _RESIZED_MAP(scores, activation, inputs) if resize else _MAP(scores, activation)

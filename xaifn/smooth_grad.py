@@ -14,7 +14,8 @@ import mindspore as ms
 from mindspore import ops
 
 from xaifn import _cache, _checks
-from xaifn._chunked import DEFAULT_CHUNK, copy_sums
+from xaifn._chunked import (DEFAULT_CHUNK, PERTURBATION_COPIES, UNKNOWN_NETWORK_FACTOR, copy_sums,
+                            images_per_step)
 from xaifn.masks import _MaskSet
 
 #: The NoiseTunnel kinds, by Captum's names.
@@ -72,8 +73,8 @@ def _moments(maps, weights):
 
 
 # shared by every call (no network inside): compiled once per block shape
-_NOISY_COPIES = _cache.compiled(_noisy_copies)
-_MOMENTS = _cache.compiled(_moments)
+_NOISY_COPIES = _cache.compiled(_noisy_copies, checked=False)
+_MOMENTS = _cache.compiled(_moments, checked=False)  # the result is checked once, at the end
 
 
 def _noisy_step(method):
@@ -88,6 +89,7 @@ def _noisy_step(method):
     return step
 
 
+@_cache.serialised
 def smooth_grad(method, inputs, targets, noise, kind="smoothgrad", chunk=DEFAULT_CHUNK):
     """SmoothGrad of `method` over `noise`: what `method` returns, averaged (see the module docstring).
 
@@ -100,7 +102,10 @@ def smooth_grad(method, inputs, targets, noise, kind="smoothgrad", chunk=DEFAULT
             (N, l) integer Tensor); repeated for the noisy copies of each input.
         noise: float Tensor/array (S, C, H, W) added to every input, or a `GaussianNoise`.
         kind: ``"smoothgrad"``, ``"smoothgrad_sq"`` or ``"vargrad"``.
-        chunk: most noisy images per call of `method`.
+        chunk: the most noisy images per call of `method`: an int, or a byte size such as
+            "128MiB" (the default), turned into images as for a network whose layers cannot be
+            seen (`method` is only a function): 2 * UNKNOWN_NETWORK_FACTOR + PERTURBATION_COPIES
+            image sizes per noisy image (a forward and a backward).
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -116,10 +121,12 @@ def smooth_grad(method, inputs, targets, noise, kind="smoothgrad", chunk=DEFAULT
     labels = _checks.check_sample_targets(targets, inputs.shape[0])
     noise = _checks.check_noise(noise, tuple(inputs.shape[1:]))
     _checks.check_choice(kind, "kind", KINDS)
-    chunk = _checks.check_positive_int(chunk, "chunk")
+    image = int(np.prod(inputs.shape[1:])) * inputs.itemsize
+    chunk = images_per_step(_checks.check_chunk(chunk), (2 * UNKNOWN_NETWORK_FACTOR + PERTURBATION_COPIES) * image)
     count = noise.shape[0]
     mean, mean_sq = copy_sums(_noisy_step(method), (inputs, labels), (noise, np.full(count, 1 / count)), chunk,
                               inputs.dtype)
+    _cache.check_finite_result((mean, mean_sq), "smooth_grad")
     if kind == "smoothgrad":
         return mean
     if kind == "smoothgrad_sq":
