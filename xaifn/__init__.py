@@ -16,7 +16,12 @@ from xaifn.rise import rise
 from xaifn.rise_plus import rise_plus
 from xaifn import metrics, ood, visual
 from xaifn.gradients import (channel_max_abs, deconvolution, gradient, guided_backprop, input_gradient,
-                             saliency, target_logit_sum)
+                             input_x_gradient, saliency, target_logit_sum)
+from xaifn.integrated_gradients import integrated_gradients, integrated_gradients_map, quadrature
+from xaifn.smooth_grad import GaussianNoise, smooth_grad
+from xaifn.cams import eigencam, gradcam_plus_plus, hirescam, layercam, xgradcam
+from xaifn.scorecam import scorecam
+from xaifn.guided_gradcam import guided_gradcam
 
 __version__ = "0.1.0"
 
@@ -25,4 +30,7 @@ __all__ = [
     "input_gradient", "layer_activation_gradient", "layer_probe_view", "rule_view", "saliency",
     "target_logit_sum", "OcclusionWindows", "RiseMasks", "rise_masks", "occlusion", "rise",
     "rise_plus", "ood", "network_view", "visual", "tokens_to_grid", "channels_last", "metrics",
+    "input_x_gradient", "integrated_gradients", "integrated_gradients_map", "quadrature",
+    "GaussianNoise", "smooth_grad", "gradcam_plus_plus", "xgradcam", "layercam", "hirescam", "eigencam",
+    "scorecam", "guided_gradcam",
 ]

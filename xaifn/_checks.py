@@ -433,3 +433,77 @@ def check_ood_params(params, keys):
         raise ValueError(f"`params` must hold head (L, F) and dense_w (1, F), got shapes "
                          f"{tuple(head.shape)} and {tuple(dense.shape)}.")
     return params
+
+
+def check_bool(value, name):
+    """Return `value` if it is a bool."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool, got {type(value).__name__}.")
+    return value
+
+
+def _float_array(value, name, expected):
+    if isinstance(value, ms.Tensor):
+        value = value.asnumpy()
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"`{name}` must be {expected}, got {type(value).__name__}.")
+    if not np.issubdtype(value.dtype, np.floating):
+        raise TypeError(f"`{name}` must hold floats, got dtype {value.dtype}.")
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"`{name}` must be finite (no NaN or infinity).")
+    return value
+
+
+def check_baselines(baselines, inputs):
+    """Baselines as an (N, C, H, W) Tensor of the inputs' dtype: from a number, or a float Tensor
+    or array broadcastable to the inputs ((C, H, W), (1, C, H, W), one per sample (N, C, H, W))."""
+    expected = "a number or a float Tensor/array broadcastable to the inputs"
+    if isinstance(baselines, numbers.Real) and not isinstance(baselines, bool):
+        value = np.array(check_real(baselines, "baselines"))
+    else:
+        value = _float_array(baselines, "baselines", expected)
+    shape = tuple(inputs.shape)
+    try:
+        broadcast = np.broadcast_shapes(value.shape, shape)
+    except ValueError:
+        broadcast = None
+    if broadcast != shape:
+        raise ValueError(f"`baselines` must be broadcastable to the inputs' shape {shape}, "
+                         f"got shape {value.shape}.")
+    return ms.Tensor(np.broadcast_to(value, shape).copy(), inputs.dtype)
+
+
+def check_noise(noise, sample_shape):
+    """Return noise samples (S, C, H, W) matching one input sample (C, H, W): a float Tensor or
+    array, or a lazy sample set (anything with `_render` and `shape`, e.g. `GaussianNoise`)."""
+    expected = (None,) + tuple(sample_shape)
+    if hasattr(noise, "_render") and hasattr(noise, "shape"):
+        if tuple(noise.shape[1:]) != expected[1:]:
+            raise ValueError(f"`noise` must have shape (S, {', '.join(map(str, sample_shape))}), "
+                             f"got {tuple(noise.shape)}.")
+        return noise
+    noise = _float_array(noise, "noise", "a float Tensor/array (S, C, H, W) or a GaussianNoise")
+    if noise.ndim != 4 or noise.shape[1:] != expected[1:] or not noise.shape[0]:
+        raise ValueError(f"`noise` must have shape (S, {', '.join(map(str, sample_shape))}) with "
+                         f"S >= 1, got {noise.shape}.")
+    return noise.astype(np.float32)
+
+
+def check_sample_targets(targets, num_samples):
+    """Targets of a method called through a function: one row per sample, as an int32 array.
+
+    An int or 0-D value is repeated for every sample; 1-D and (N, l) forms keep their shape. The
+    labels' range is the explained method's to check.
+    """
+    shapes = "an int, or an integer Tensor/array/list with one entry per sample"
+    if isinstance(targets, numbers.Integral) and not isinstance(targets, bool):
+        return np.full(num_samples, int(targets), np.int32)
+    if isinstance(targets, bool):
+        raise TypeError(f"`targets` must be {shapes}, got bool.")
+    labels = _label_array(targets, shapes)
+    if labels.ndim == 0:
+        return np.full(num_samples, int(labels), np.int32)
+    if labels.ndim > 2 or labels.shape[0] != num_samples:
+        raise ValueError(f"`targets` must have one entry per input (length {num_samples}), "
+                         f"got shape {labels.shape}.")
+    return labels.astype(np.int32)

@@ -135,3 +135,27 @@ def guided_backprop(net, inputs, targets, activations="all"):
     """
     _checks.check_cell(net, "net")
     return _explain(net, inputs, targets, "guided_backprop", "net", activations)
+
+
+def _compiled_input_x_gradient(net_fn):
+    def kernel(inputs, targets):
+        return inputs * input_gradient(net_fn, inputs, targets)
+    return _cache.compiled(kernel)
+
+
+def input_x_gradient(net_fn, inputs, targets):
+    """Input x Gradient: x * d f(x)[t] / dx, signed per channel, (N, C, H, W).
+
+    Arguments as in `xaifn.gradient`. The traceable core is ``inputs * input_gradient(...)``.
+
+    Example:
+        >>> import numpy as np, mindspore as ms, xaifn
+        >>> from xaifn.models import LeNet5
+        >>> x = ms.Tensor(np.random.rand(2, 3, 32, 32), ms.float32)
+        >>> xaifn.input_x_gradient(LeNet5(), x, [1, 2]).shape
+        (2, 3, 32, 32)
+    """
+    labels = _checks.check_call(net_fn, inputs, targets)
+    kernel = _cache.cached(net_fn, ("input_x_gradient",),
+                           lambda: _compiled_input_x_gradient(_cache.evaluable(net_fn)))
+    return kernel(inputs, labels)
