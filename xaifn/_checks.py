@@ -216,3 +216,12 @@ def check_features(features, num_features):
     if features.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"`features` must have a floating-point dtype, got {features.dtype}.")
     return features
+
+
+def check_output(output):
+    """Return `output` if it can choose one output of a network: None, an int, a str or a callable."""
+    if output is None or callable(output) or isinstance(output, str) or (
+            isinstance(output, numbers.Integral) and not isinstance(output, bool)):
+        return output
+    raise TypeError("`output` must be None, an int index, a str key or a function choosing the output to "
+                    f"explain, got {type(output).__name__}.")

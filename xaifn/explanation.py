@@ -24,12 +24,17 @@ from xaifn.rise_plus import rise_plus
 
 
 class _Attribution:
-    """An explainer bound to a network: `explainer(inputs, targets)` -> (N, 1, H, W) Tensor."""
+    """An explainer bound to a network: `explainer(inputs, targets)` -> (N, 1, H, W) Tensor.
+
+    Every class takes the keyword-only `output`: which output of a network returning several is
+    explained (an index, a key or a function choosing it; see `xaifn.gradient`).
+    """
 
     _method = None
 
-    def __init__(self, network):
+    def __init__(self, network, *, output=None):
         self._network = _checks.check_cell(network, "network")
+        self._output = _checks.check_output(output)
 
     @property
     def network(self):
@@ -37,7 +42,7 @@ class _Attribution:
         return self._network
 
     def __call__(self, inputs, targets):
-        return type(self)._method(self._network, inputs, targets)
+        return type(self)._method(self._network, inputs, targets, output=self._output)
 
 
 class Gradient(_Attribution):
@@ -59,12 +64,13 @@ class _RuleAttribution(_Attribution):
     """A gradient-family explainer with a backward rule at the activations chosen by `activations`
     ("all", "relu" or a tuple of Cell types; see `xaifn.deconvolution`)."""
 
-    def __init__(self, network, *, activations="all"):
-        super().__init__(network)
+    def __init__(self, network, *, activations="all", output=None):
+        super().__init__(network, output=output)
         self._activations = _rules.check_activations(activations)
 
     def __call__(self, inputs, targets):
-        return type(self)._method(self._network, inputs, targets, activations=self._activations)
+        return type(self)._method(self._network, inputs, targets, activations=self._activations,
+                                  output=self._output)
 
 
 class Deconvolution(_RuleAttribution):
@@ -109,8 +115,8 @@ class GradCAM(_Attribution):
         (1, 1, 32, 32)
     """
 
-    def __init__(self, network, layer="", *, reshape=None):
-        super().__init__(network)
+    def __init__(self, network, layer="", *, reshape=None, output=None):
+        super().__init__(network, output=output)
         _checks.check_layer_name(network, layer)
         if reshape is not None:
             _checks.check_callable(reshape, "reshape")
@@ -118,14 +124,14 @@ class GradCAM(_Attribution):
         self._reshape = reshape
 
     def __call__(self, inputs, targets):
-        return gradcam(self._network, inputs, targets, self._layer, reshape=self._reshape)
+        return gradcam(self._network, inputs, targets, self._layer, reshape=self._reshape, output=self._output)
 
 
 class _Perturbation(_Attribution):
     """A perturbation explainer: network, activation Cell and images per forward pass."""
 
-    def __init__(self, network, activation_fn, perturbation_per_eval=32):
-        super().__init__(network)
+    def __init__(self, network, activation_fn, perturbation_per_eval=32, *, output=None):
+        super().__init__(network, output=output)
         self._activation_fn = _checks.check_cell(activation_fn, "activation_fn")
         self._chunk = _checks.check_positive_int(perturbation_per_eval, "perturbation_per_eval")
 
@@ -137,6 +143,11 @@ class Occlusion(_Perturbation):
     probability); this class returns its absolute value, as the original package's maps were
     non-negative.
 
+    Keyword-only `window` and `stride` (int or (h, w); default: the original's, see
+    `xaifn.occlusion`) and `chunk` (perturbed images per forward pass; default
+    `perturbation_per_eval`) make large inputs tractable: at 224 x 224 the default is 1024
+    windows of 7 x 7, while ``window=32, stride=16`` needs 169.
+
     Example:
         >>> import numpy as np, mindspore as ms
         >>> from xaifn.explanation import Occlusion
@@ -147,8 +158,17 @@ class Occlusion(_Perturbation):
         (1, 1, 32, 32)
     """
 
+    def __init__(self, network, activation_fn, perturbation_per_eval=32, *, window=None, stride=None, chunk=None,
+                 output=None):
+        super().__init__(network, activation_fn, perturbation_per_eval, output=output)
+        self._window = None if window is None else _checks.check_size(window, "window")
+        self._stride = None if stride is None else _checks.check_size(stride, "stride")
+        if chunk is not None:
+            self._chunk = _checks.check_positive_int(chunk, "chunk")
+
     def __call__(self, inputs, targets):
-        return occlusion(self._network, self._activation_fn, inputs, targets, chunk=self._chunk).abs()
+        return occlusion(self._network, self._activation_fn, inputs, targets, window=self._window,
+                         stride=self._stride, chunk=self._chunk, output=self._output).abs()
 
 
 class RISE(_Perturbation):
@@ -169,8 +189,9 @@ class RISE(_Perturbation):
         ((2, 1, 32, 32), (2, 2, 32, 32))
     """
 
-    def __init__(self, network, activation_fn, perturbation_per_eval=32, seed=None, num_masks=6000):
-        super().__init__(network, activation_fn, perturbation_per_eval)
+    def __init__(self, network, activation_fn, perturbation_per_eval=32, seed=None, num_masks=6000, *,
+                 output=None):
+        super().__init__(network, activation_fn, perturbation_per_eval, output=output)
         self._seed = None if seed is None else _checks.check_seed(seed)
         self._num_masks = _checks.check_positive_int(num_masks, "num_masks")
 
@@ -182,7 +203,7 @@ class RISE(_Perturbation):
 
     def __call__(self, inputs, targets):
         return rise(self._network, self._activation_fn, inputs, targets, self._masks(inputs),
-                    chunk=self._chunk)
+                    chunk=self._chunk, output=self._output)
 
 
 class _StepDecay:
@@ -354,10 +375,11 @@ class RISEPlus(RISE):
         (2, 1, 32, 32)
     """
 
-    def __init__(self, ood_net, network, activation_fn, perturbation_per_eval=32, seed=None, num_masks=6000):
+    def __init__(self, ood_net, network, activation_fn, perturbation_per_eval=32, seed=None, num_masks=6000, *,
+                 output=None):
         if not isinstance(ood_net, OoDNet):
             raise TypeError(f"`ood_net` must be an xaifn.explanation.OoDNet, got {type(ood_net).__name__}.")
-        super().__init__(network, activation_fn, perturbation_per_eval, seed, num_masks)
+        super().__init__(network, activation_fn, perturbation_per_eval, seed, num_masks, output=output)
         self._ood_net = ood_net
         self._inlier = (None, None)
 
@@ -373,4 +395,4 @@ class RISEPlus(RISE):
 
     def __call__(self, inputs, targets):
         return rise_plus(self._network, self._activation_fn, self._inlier_fn(), inputs, targets,
-                         self._masks(inputs), chunk=self._chunk)
+                         self._masks(inputs), chunk=self._chunk, output=self._output)

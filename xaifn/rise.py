@@ -15,7 +15,7 @@ def probability_fn(net_fn, activation_fn):
     return probabilities
 
 
-def rise(net_fn, activation_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK):
+def rise(net_fn, activation_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK, *, output=None):
     """RISE saliency (N, l, H, W) for targets (N, l) (l = 1 for int, 0-D or 1-D targets).
 
     Args:
@@ -25,6 +25,7 @@ def rise(net_fn, activation_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK):
         targets: int, list of N ints, 0-D/1-D/(N, l) integer Tensor.
         masks: (K, 1, H, W) Tensor or array in [0, 1], or a lazy `RiseMasks` (streamed).
         chunk: most perturbed images per compiled forward pass (default 256).
+        output: which output of a network returning several is explained (`xaifn.gradient`).
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -35,6 +36,7 @@ def rise(net_fn, activation_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK):
         >>> xaifn.rise(LeNet5(), nn.Softmax(), x, ms.Tensor([[1, 2], [3, 4]]), masks).shape
         (2, 2, 32, 32)
     """
+    net_fn = _cache.selected(_checks.check_callable(net_fn, "net_fn"), _checks.check_output(output))
     labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
     masks = _checks.check_masks(masks, *inputs.shape[2:])
     sums = perturbation_sums(lambda: probability_fn(_cache.evaluable(net_fn), activation_fn), inputs, labels,
