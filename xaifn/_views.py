@@ -119,6 +119,52 @@ def network_view(network, **attributes):
     return view
 
 
+#: Names of the final classifier cell in common model zoos (mindcv: classifier, head, mlp_head).
+HEAD_NAMES = ("classifier", "head", "mlp_head", "fc")
+
+
+def find_head(network, head=None):
+    """(name, cell) of the classifier cell: the cell named `head`, or the one top-level cell of
+    `network` named as in `HEAD_NAMES`; ValueError naming the candidates otherwise."""
+    cells = dict(network.cells_and_names())
+    if head is not None:
+        if not isinstance(head, str):
+            raise TypeError(f"`head` must be the name of a cell (str), got {type(head).__name__}.")
+        if not head or head not in cells:
+            raise ValueError(f"`head` {head!r} is not a cell of {type(network).__name__}; top-level cells: "
+                             f"{[n for n in cells if n and '.' not in n]}.")
+        return head, cells[head]
+    found = [n for n in HEAD_NAMES if n in cells]
+    if len(found) != 1:
+        raise ValueError(f"Cannot tell the classifier cell of {type(network).__name__} (cells named as in "
+                         f"{HEAD_NAMES}: {found}); pass `head=` the name of the cell to drop.")
+    return found[0], cells[found[0]]
+
+
+def features_view(network, head=None):
+    """A parameter-sharing eval-mode view of `network` returning the input of its classifier cell.
+
+    The cell named `head` (default: the one top-level cell named classifier, head, mlp_head or fc)
+    is replaced by ``nn.Identity`` in the view only, so the view returns the features the
+    classifier reads: a feature extractor for `xaifn.ood`, `OoDNet` and `RISEPlus` from any zoo
+    classifier, without editing it.
+
+    Example:
+        >>> import numpy as np, mindspore as ms, xaifn
+        >>> from xaifn.models import SmallResNet
+        >>> net = SmallResNet()
+        >>> features = xaifn.features_view(net)     # drops net.fc
+        >>> features(ms.Tensor(np.zeros((2, 3, 16, 16)), ms.float32)).shape, type(net.fc).__name__
+        ((2, 64), 'Dense')
+    """
+    name, _ = find_head(network, head)
+    view = eval_view(network)
+    parent_name, _, key = name.rpartition(".")
+    parent = dict(view.cells_and_names())[parent_name]
+    replace_child(parent, key, nn.Identity())
+    return view
+
+
 def evaluable(net_fn):
     """What an explanation evaluates: an eval-mode view of a Cell, or a plain function as is."""
     return eval_view(net_fn) if isinstance(net_fn, nn.Cell) else net_fn

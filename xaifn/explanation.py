@@ -13,7 +13,7 @@ from mindspore import nn, ops
 from mindspore.train import LearningRateScheduler
 from mindspore.train.callback import RunContext, _CallbackManager, _InternalCallbackParam
 
-from xaifn import _cache, _checks, _rules, ood
+from xaifn import _cache, _checks, _rules, _views, ood
 from xaifn._views import network_view
 from xaifn.gradcam import gradcam
 from xaifn.gradients import deconvolution, gradient, guided_backprop
@@ -222,7 +222,9 @@ class OoDNet(nn.Cell):
     """Out-of-distribution network: the DeConf-C head (`xaifn.ood`) on a classifier's features.
 
     `underlying` must have `num_features` (int) and `output_features` (bool) attributes: with
-    `output_features` True it returns its (N, num_features) penultimate features. The underlying
+    `output_features` True it returns its (N, num_features) penultimate features. A network
+    without them (a mindcv model) is used through `head=`, the name of its classifier cell (a
+    Dense): the features are the input of that cell (`xaifn.features_view`). The underlying
     network is not modified: features come from a view of it that shares its Parameters, with
     `output_features` set on the view only. The head's parameters are this Cell's Parameters
     (`head`, `dense_w`, `dense_b`, `bn_gamma`, `bn_beta`, `bn_mean`, `bn_var`) and its forward
@@ -243,22 +245,24 @@ class OoDNet(nn.Cell):
         (1, 10)
     """
 
-    def __init__(self, underlying, num_classes):
+    def __init__(self, underlying, num_classes, *, head=None):
         super().__init__()
         _checks.check_cell(underlying, "underlying")
-        for attr, kind in (("num_features", numbers.Integral), ("output_features", bool)):
-            if not hasattr(underlying, attr):
-                raise AttributeError(f"`underlying` ({type(underlying).__name__}) must have the "
-                                     f"attribute {attr!r} ({kind.__name__}).")
-        if isinstance(underlying.num_features, bool) or not isinstance(underlying.num_features, numbers.Integral):
-            raise TypeError(f"`underlying.num_features` must be an int, got {underlying.num_features!r}.")
-        if not isinstance(underlying.output_features, bool):
-            raise TypeError(f"`underlying.output_features` must be a bool, got {underlying.output_features!r}.")
-        num_features = _checks.check_positive_int(underlying.num_features, "underlying.num_features")
+        if head is None:
+            num_features = self._check_contract(underlying)
+            features = network_view(underlying, output_features=True)
+        else:
+            name, cell = _views.find_head(underlying, head)
+            if isinstance(getattr(cell, "in_channels", None), bool) or \
+                    not isinstance(getattr(cell, "in_channels", None), numbers.Integral):
+                raise ValueError(f"`head` {name!r} ({type(cell).__name__}) has no int `in_channels`, so the "
+                                 "number of features is unknown; name a Dense classifier cell.")
+            num_features = int(cell.in_channels)
+            features = _views.features_view(underlying, name)
         self._num_classes = _checks.check_positive_int(num_classes, "num_classes")
         # plain attributes, not child cells: the user's Parameters keep their names and flags
         object.__setattr__(self, "_underlying", underlying)
-        object.__setattr__(self, "_features", network_view(underlying, output_features=True))
+        object.__setattr__(self, "_features", features)
         self._train_underlying = False
         for name, value in ood.init(0, num_features, self._num_classes).items():
             setattr(self, name, ms.Parameter(value, name=name, requires_grad=name in ood.TRAINABLE))
@@ -272,6 +276,20 @@ class OoDNet(nn.Cell):
     def underlying(self):
         """The underlying classifier (the user's Cell)."""
         return self._underlying
+
+    @staticmethod
+    def _check_contract(underlying):
+        """num_features of an underlying network with the spec's attributes."""
+        for attr, kind in (("num_features", numbers.Integral), ("output_features", bool)):
+            if not hasattr(underlying, attr):
+                raise AttributeError(f"`underlying` ({type(underlying).__name__}) must have the "
+                                     f"attribute {attr!r} ({kind.__name__}), or pass `head=` the name of its "
+                                     "classifier cell (e.g. head='classifier' for mindcv models).")
+        if isinstance(underlying.num_features, bool) or not isinstance(underlying.num_features, numbers.Integral):
+            raise TypeError(f"`underlying.num_features` must be an int, got {underlying.num_features!r}.")
+        if not isinstance(underlying.output_features, bool):
+            raise TypeError(f"`underlying.output_features` must be a bool, got {underlying.output_features!r}.")
+        return _checks.check_positive_int(underlying.num_features, "underlying.num_features")
 
     def params(self):
         """The head's parameters as the dict `xaifn.ood` works on."""
