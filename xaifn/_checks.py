@@ -507,3 +507,12 @@ def check_sample_targets(targets, num_samples):
         raise ValueError(f"`targets` must have one entry per input (length {num_samples}), "
                          f"got shape {labels.shape}.")
     return labels.astype(np.int32)
+
+
+def check_output(output):
+    """Return `output` if it can choose one output of a network: None, an int, a str or a callable."""
+    if output is None or callable(output) or isinstance(output, str) or (
+            isinstance(output, numbers.Integral) and not isinstance(output, bool)):
+        return output
+    raise TypeError("`output` must be None, an int index, a str key or a function choosing the output to "
+                    f"explain, got {type(output).__name__}.")
