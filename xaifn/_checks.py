@@ -509,6 +509,12 @@ def check_sample_targets(targets, num_samples):
     return labels.astype(np.int32)
 
 
+def check_explained(net_fn, output, name="net_fn"):
+    """The callable an explanation evaluates: `net_fn` (callable) followed by the choice `output`
+    of one of its outputs (`check_output`), built once per (net_fn, output) (`_cache.selected`)."""
+    return _cache.selected(check_callable(net_fn, name), check_output(output))
+
+
 def check_output(output):
     """Return `output` if it can choose one output of a network: None, an int, a str or a callable."""
     if output is None or callable(output) or isinstance(output, str) or (

@@ -199,8 +199,7 @@ def layer_cam(net, inputs, targets, layer, reshape, cam, output=None):
     _checks.check_inputs(inputs)
     if reshape is not None:
         _checks.check_callable(reshape, "reshape")
-    output = _checks.check_output(output)
-    explained = _cache.selected(net, output)
+    explained = _checks.check_explained(net, output, "net")
     size = tuple(inputs.shape[2:])
     if layer == "":
         if reshape is not None:

@@ -71,8 +71,7 @@ def _compiled_saliency(net_fn):
 
 
 def _explain(net_fn, inputs, targets, rule, name, activations="all", output=None):
-    _checks.check_callable(net_fn, name)
-    net_fn = _cache.selected(net_fn, _checks.check_output(output))
+    net_fn = _checks.check_explained(net_fn, output, name)
     labels = _checks.check_call(net_fn, inputs, targets, name=name)
     if rule == "gradient":
         build = lambda: _compiled_saliency(_cache.evaluable(net_fn))  # noqa: E731
@@ -160,7 +159,7 @@ def input_x_gradient(net_fn, inputs, targets, *, output=None):
         >>> xaifn.input_x_gradient(LeNet5(), x, [1, 2]).shape
         (2, 3, 32, 32)
     """
-    net_fn = _cache.selected(_checks.check_callable(net_fn, "net_fn"), _checks.check_output(output))
+    net_fn = _checks.check_explained(net_fn, output)
     labels = _checks.check_call(net_fn, inputs, targets)
     kernel = _cache.cached(net_fn, ("input_x_gradient",),
                            lambda: _compiled_input_x_gradient(_cache.evaluable(net_fn)))

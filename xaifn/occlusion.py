@@ -44,7 +44,7 @@ def occlusion(net_fn, activation_fn, inputs, targets, window=None, stride=None, 
         >>> xaifn.occlusion(LeNet5(), nn.Softmax(), x, 1, window=8, stride=4).shape
         (1, 1, 32, 32)
     """
-    net_fn = _cache.selected(_checks.check_callable(net_fn, "net_fn"), _checks.check_output(output))
+    net_fn = _checks.check_explained(net_fn, output)
     inputs, labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
     size = tuple(inputs.shape[2:])
     defaults = [default_window(side) for side in size]

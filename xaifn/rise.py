@@ -42,7 +42,7 @@ def rise(net_fn, activation_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK, *, 
         >>> xaifn.rise(LeNet5(), nn.Softmax(), x, ms.Tensor([[1, 2], [3, 4]]), masks).shape
         (2, 2, 32, 32)
     """
-    net_fn = _cache.selected(_checks.check_callable(net_fn, "net_fn"), _checks.check_output(output))
+    net_fn = _checks.check_explained(net_fn, output)
     inputs, labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
     masks = _checks.check_masks(masks, *inputs.shape[2:])
     step = images_per_step(chunk, bytes_per_image(net_fn, inputs))

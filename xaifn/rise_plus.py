@@ -59,7 +59,7 @@ def rise_plus(net_fn, activation_fn, inlier_fn, inputs, targets, masks, chunk=DE
         (2, 1, 32, 32)
     """
     _checks.check_callable(inlier_fn, "inlier_fn")
-    net_fn = _cache.selected(_checks.check_callable(net_fn, "net_fn"), _checks.check_output(output))
+    net_fn = _checks.check_explained(net_fn, output)
     inputs, labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
     masks = _checks.check_masks(masks, *inputs.shape[2:])
     # keyed on the network, like the main kernel: rebuilt when a checkpoint is loaded into it

@@ -564,6 +564,9 @@ def plot_curves(path, curves, labels=None, title=None, xs=None, y_range=(0.0, 1.
         _draw_centred(draw, _fit(draw, title, font, width), font, ((box[0] + box[2]) / 2, m["top"] / 2))
     if path is not None:
         canvas.save(path, format="PNG")
+    return canvas
+
+
 def resize_map(saliency, size):
     """One (h, w) map resampled bilinearly to `size` (H, W): float32 (H, W).
 
