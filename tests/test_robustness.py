@@ -17,7 +17,6 @@ from mindspore import nn, ops
 
 import xaifn
 from xaifn import _checks, _chunked
-from _numerics import assert_close
 
 SOFTMAX = nn.Softmax()
 
