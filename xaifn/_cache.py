@@ -94,8 +94,12 @@ def _cell_tree(cell, identity):
 
 
 def structure(cell):
-    """The structural fingerprint of a Cell's tree (see the module docstring). Cheap: no copy."""
-    cells = tuple(Same(sub) for _, sub in cell.cells_and_names())
+    """The structural fingerprint of a Cell's tree (see the module docstring). Cheap: no copy.
+
+    The cell itself is left out of the identities: the cache's entries for a network must not
+    keep that network alive.
+    """
+    cells = tuple(Same(sub) for _, sub in cell.cells_and_names() if sub is not cell)
     return cells, _cell_tree(cell, Same)
 
 

@@ -64,7 +64,7 @@ def rise_plus(net_fn, activation_fn, inlier_fn, inputs, targets, masks, chunk=DE
     masks = _checks.check_masks(masks, *inputs.shape[2:])
     # keyed on the network, like the main kernel: rebuilt when a checkpoint is loaded into it
     inlier_key, activation_key = _cache.callable_key(inlier_fn), _cache.callable_key(activation_fn)
-    max_score = _cache.cached(net_fn, ("max_score", inlier_key), lambda: _max_score_kernel(inlier_fn))
+    max_score = _cache.cached(net_fn, ("max_score", "rise_plus", inlier_key), lambda: _max_score_kernel(inlier_fn))
     s_max = max_score(inputs)
     s_min = max_score(ops.zeros((1,) + tuple(inputs.shape[1:]), inputs.dtype))
     aux = ops.stack([ops.broadcast_to(s_min, s_max.shape), s_max], axis=1)
