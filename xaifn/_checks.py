@@ -114,11 +114,14 @@ def _label_array(targets, shapes):
     return array.astype(np.int64)
 
 
+@_cache.serialised
 def check_layer_name(network, layer):
     """Return the cell named `layer` in `network` ('' means the input itself: returns None)."""
     if not isinstance(layer, str):
         raise TypeError(f"`layer` must be a str (a name from network.cells_and_names()), "
                         f"got {type(layer).__name__}.")
+    if isinstance(network, nn.Cell):  # GradCAM's edge check of the network
+        _cache.cached(network, ("finite parameters",), lambda: check_finite_parameters(network, "net"))
     if layer == "":
         return None
     names = dict(network.cells_and_names())
@@ -198,8 +201,19 @@ def check_call(net_fn, inputs, targets, allow_2d=False, name="net_fn"):
     if dtype is not None and inputs.dtype != dtype:
         raise TypeError(f"`inputs` must have the dtype of the network's Parameters, {dtype}, got "
                         f"{inputs.dtype}; pass inputs.astype(mindspore.{str(dtype).lower()}).")
+    if isinstance(net_fn, nn.Cell):  # once per weights version: NaN/Inf weights give NaN logits
+        _cache.cached(net_fn, ("finite parameters",), lambda: check_finite_parameters(net_fn, name))
     num_classes = check_output_width(profile(net_fn, inputs).output_shape, name)
     return check_targets(targets, inputs.shape[0], num_classes, allow_2d)
+
+
+def check_finite_parameters(network, name):
+    """Return True if every float Parameter of `network` is finite, else raise ValueError naming one."""
+    for param in network.get_parameters():
+        if param.dtype in _FLOAT_DTYPES and not bool(ops.isfinite(param).all()):
+            raise ValueError(f"`{name}` has NaN or Inf in its Parameter {param.name!r}: its logits would "
+                             "not be finite.")
+    return True
 
 
 #: A memory budget in bytes for the `chunk` argument (see `check_chunk`).
@@ -419,3 +433,92 @@ def check_ood_params(params, keys):
         raise ValueError(f"`params` must hold head (L, F) and dense_w (1, F), got shapes "
                          f"{tuple(head.shape)} and {tuple(dense.shape)}.")
     return params
+
+
+def check_bool(value, name):
+    """Return `value` if it is a bool."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool, got {type(value).__name__}.")
+    return value
+
+
+def _float_array(value, name, expected):
+    if isinstance(value, ms.Tensor):
+        value = value.asnumpy()
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"`{name}` must be {expected}, got {type(value).__name__}.")
+    if not np.issubdtype(value.dtype, np.floating):
+        raise TypeError(f"`{name}` must hold floats, got dtype {value.dtype}.")
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"`{name}` must be finite (no NaN or infinity).")
+    return value
+
+
+def check_baselines(baselines, inputs):
+    """Baselines as an (N, C, H, W) Tensor of the inputs' dtype: from a number, or a float Tensor
+    or array broadcastable to the inputs ((C, H, W), (1, C, H, W), one per sample (N, C, H, W))."""
+    expected = "a number or a float Tensor/array broadcastable to the inputs"
+    if isinstance(baselines, numbers.Real) and not isinstance(baselines, bool):
+        value = np.array(check_real(baselines, "baselines"))
+    else:
+        value = _float_array(baselines, "baselines", expected)
+    shape = tuple(inputs.shape)
+    try:
+        broadcast = np.broadcast_shapes(value.shape, shape)
+    except ValueError:
+        broadcast = None
+    if broadcast != shape:
+        raise ValueError(f"`baselines` must be broadcastable to the inputs' shape {shape}, "
+                         f"got shape {value.shape}.")
+    return ms.Tensor(np.broadcast_to(value, shape).copy(), inputs.dtype)
+
+
+def check_noise(noise, sample_shape):
+    """Return noise samples (S, C, H, W) matching one input sample (C, H, W): a float Tensor or
+    array, or a lazy sample set (anything with `_render` and `shape`, e.g. `GaussianNoise`)."""
+    expected = (None,) + tuple(sample_shape)
+    if hasattr(noise, "_render") and hasattr(noise, "shape"):
+        if tuple(noise.shape[1:]) != expected[1:]:
+            raise ValueError(f"`noise` must have shape (S, {', '.join(map(str, sample_shape))}), "
+                             f"got {tuple(noise.shape)}.")
+        return noise
+    noise = _float_array(noise, "noise", "a float Tensor/array (S, C, H, W) or a GaussianNoise")
+    if noise.ndim != 4 or noise.shape[1:] != expected[1:] or not noise.shape[0]:
+        raise ValueError(f"`noise` must have shape (S, {', '.join(map(str, sample_shape))}) with "
+                         f"S >= 1, got {noise.shape}.")
+    return noise.astype(np.float32)
+
+
+def check_sample_targets(targets, num_samples):
+    """Targets of a method called through a function: one row per sample, as an int32 array.
+
+    An int or 0-D value is repeated for every sample; 1-D and (N, l) forms keep their shape. The
+    labels' range is the explained method's to check.
+    """
+    shapes = "an int, or an integer Tensor/array/list with one entry per sample"
+    if isinstance(targets, numbers.Integral) and not isinstance(targets, bool):
+        return np.full(num_samples, int(targets), np.int32)
+    if isinstance(targets, bool):
+        raise TypeError(f"`targets` must be {shapes}, got bool.")
+    labels = _label_array(targets, shapes)
+    if labels.ndim == 0:
+        return np.full(num_samples, int(labels), np.int32)
+    if labels.ndim > 2 or labels.shape[0] != num_samples:
+        raise ValueError(f"`targets` must have one entry per input (length {num_samples}), "
+                         f"got shape {labels.shape}.")
+    return labels.astype(np.int32)
+
+
+def check_explained(net_fn, output, name="net_fn"):
+    """The callable an explanation evaluates: `net_fn` (callable) followed by the choice `output`
+    of one of its outputs (`check_output`), built once per (net_fn, output) (`_cache.selected`)."""
+    return _cache.selected(check_callable(net_fn, name), check_output(output))
+
+
+def check_output(output):
+    """Return `output` if it can choose one output of a network: None, an int, a str or a callable."""
+    if output is None or callable(output) or isinstance(output, str) or (
+            isinstance(output, numbers.Integral) and not isinstance(output, bool)):
+        return output
+    raise TypeError("`output` must be None, an int index, a str key or a function choosing the output to "
+                    f"explain, got {type(output).__name__}.")

@@ -215,3 +215,91 @@ def removal_scores(build_score, inputs, labels, ranks, intervals, chunk, cache_k
         results.append(ops.cat(row, 1)[:stop - start, :num_steps])
     out = results[0] if len(results) == 1 else ops.cat(results, 0)
     return _cache.check_finite_result(out, _cache.method_name(key))
+
+
+# --------------------------------------------------------------------------------------------
+# Sums over copies of each input: the gradient counterpart of `perturbation_sums`.
+#
+# For samples x_n (with per-sample companions such as baselines or targets) and K copies described
+# by per-copy rows c_s (a path position, a noise sample) with weights w_s,
+#
+#     S[n] = sum_s  step(x_n, c_s, w_s),
+#
+# evaluated in steps of at most P copies (P from `images_per_step`): a block of b samples times k copies, the last block
+# of copies padded with zero rows (weight 0: they add nothing) and padded samples dropped, so that a
+# compiled step serves every call. Copies are read `rows[i:j]` one block at a time, so a lazy set
+# (`GaussianNoise`) is never held whole. Integrated Gradients' path positions and SmoothGrad's noise
+# samples both go through `copy_sums`; `gradient_sums` is its compiled gradient step.
+# --------------------------------------------------------------------------------------------
+
+def _target_sum(net_fn, images, labels):
+    return ops.gather_elements(net_fn(images), 1, labels).sum()
+
+
+def target_gradients(net_fn, images, labels):
+    """d f(images)[b, t_bj] / d images for each of the l columns of `labels` (B, l), sharing one
+    forward pass: (B, l, C, H, W). Traceable."""
+    if labels.shape[1] == 1:   # one target: the plain gradient of the picked logits
+        return ms.grad(_target_sum, grad_position=1)(net_fn, images, labels).expand_dims(1)
+    logits, pullback = ms.vjp(net_fn, images)
+    on, off = ops.ones((), logits.dtype), ops.zeros((), logits.dtype)
+    return ops.stack([pullback(ops.one_hot(labels[:, j], logits.shape[1], on, off))[0]
+                      for j in range(labels.shape[1])], 1)
+
+
+def path_gradient_sum(net_fn, inputs, baselines, labels, alphas, weights):
+    """sum_s w_s * target_gradients(b + alpha_s (x - b)): (N, l, C, H, W), all of the S positions
+    of each sample in one batch of N * S images. Traceable."""
+    b, k = inputs.shape[0], alphas.shape[0]
+    along = alphas.reshape((1, k) + (1,) * (inputs.ndim - 1))
+    images = baselines.expand_dims(1) + along * (inputs - baselines).expand_dims(1)
+    grads = target_gradients(net_fn, images.reshape((b * k,) + inputs.shape[1:]),
+                             ops.repeat_interleave(labels, k, 0))
+    weighted = ops.matmul(weights.reshape(1, 1, k), grads.reshape(b, k, -1))   # (b, 1, l*C*H*W)
+    return weighted.reshape((b, labels.shape[1]) + tuple(inputs.shape[1:]))
+
+
+def copy_sums(step, samples, copies, chunk, dtype):
+    """Sums over copies of each sample, in fixed-size steps (see the section comment above).
+
+    Args:
+        step: (sample blocks..., copy blocks...) -> tuple of per-sample sums over the k copies of
+            the block, each with leading axis b; padded copies carry weight 0.
+        samples: tuple of Tensors (or numpy arrays) with leading axis N (inputs, baselines, labels).
+        copies: tuple of per-copy rows with leading axis K (arrays or lazy sets sliced `[i:j]`).
+        chunk: P, the most copies (b * k) per step (see `images_per_step`).
+        dtype: dtype of the copy rows handed to `step`.
+
+    Returns the tuple of sums, each with leading axis N.
+    """
+    n, count = samples[0].shape[0], copies[0].shape[0]
+    block = min(n, chunk)
+    per_step = min(max(1, chunk // block), count)
+    results = []
+    for start in range(0, n, block):
+        whole = block == n   # one block: no slicing (eager slices cost ~ms each)
+        part = samples if whole else tuple(_pad_rows(s[start:start + block], block) for s in samples)
+        total = None
+        for c0 in range(0, count, per_step):
+            rows = tuple(ms.Tensor(_pad_rows(np.asarray(c[c0:c0 + per_step], np.float32), per_step), dtype)
+                         for c in copies)
+            sums = step(*part, *rows)
+            total = sums if total is None else tuple(t + s for t, s in zip(total, sums))
+        results.append(total if whole else tuple(t[:min(block, n - start)] for t in total))
+    return tuple(r[0] if len(results) == 1 else ops.cat(r, 0) for r in zip(*results))
+
+
+def _gradient_step(net_fn):
+    def step(x, baselines, labels, alphas, weights):
+        return (path_gradient_sum(net_fn, x, baselines, labels, alphas, weights),)
+    return _cache.compiled(step, checked=False)  # the sums are checked once, at the end
+
+
+def gradient_sums(build_net, inputs, baselines, labels, alphas, weights, chunk, cache_key):
+    """sum_s w_s d f(b_n + alpha_s (x_n - b_n))[t_nj] / dx: (N, l, C, H, W), through `copy_sums`
+    with one compiled step (cached under `cache_key`, built by `build_net()` on a miss), `chunk`
+    (P) path images per step; all l targets share each forward pass."""
+    owner, key = cache_key
+    step = _cache.cached(owner, ("gradient_sums",) + tuple(key), lambda: _gradient_step(build_net()))
+    (sums,) = copy_sums(step, (inputs, baselines, labels), (alphas, weights), chunk, inputs.dtype)
+    return _cache.check_finite_result(sums, _cache.method_name(key))

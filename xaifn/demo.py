@@ -19,7 +19,9 @@ import xaifn
 from xaifn import _cache, metrics, ood, synthetic, visual
 from xaifn.models import LeNet5
 
-METHODS = ("gradient", "deconvolution", "guided_backprop", "gradcam", "occlusion", "rise", "rise_plus")
+METHODS = ("gradient", "deconvolution", "guided_backprop", "gradcam", "occlusion", "rise", "rise_plus",
+           "input_x_gradient", "integrated_gradients", "smooth_grad", "guided_gradcam", "gradcam_plus_plus",
+           "xgradcam", "layercam", "hirescam", "eigencam", "scorecam")
 GRADCAM_LAYER = "conv2"
 
 
@@ -38,7 +40,29 @@ def explainers(net, activation, inlier, masks, layer=GRADCAM_LAYER, window=None,
         "occlusion": lambda x, t: xaifn.occlusion(net, activation, x, t, window=window, stride=stride, **budget),
         "rise": lambda x, t: xaifn.rise(net, activation, x, t, masks, **budget),
         "rise_plus": lambda x, t: xaifn.rise_plus(net, activation, inlier, x, t, masks, **budget),
+        **_gradient_explainers(net, activation, layer),
     }
+
+
+def _gradient_explainers(net, activation, layer):
+    """The methods of issue 12; signed per-channel maps are shown as max_c abs (like Gradient).
+
+    SmoothGrad averages Gradient over 25 noise samples of std 0.15 * (max - min) of the batch.
+    """
+    def smooth_grad(x, t):
+        noise = xaifn.GaussianNoise(0, 25, tuple(x.shape[1:]), 0.15 * float((x.max() - x.min()).asnumpy()))
+        return xaifn.smooth_grad(lambda a, b: xaifn.gradient(net, a, b), x, t, noise)
+
+    per_channel = {
+        "input_x_gradient": lambda x, t: xaifn.input_x_gradient(net, x, t),
+        "integrated_gradients": lambda x, t: xaifn.integrated_gradients(net, x, t, steps=32),
+        "guided_gradcam": lambda x, t: xaifn.guided_gradcam(net, x, t, layer=layer),
+    }
+    cams = {name: (lambda x, t, f=getattr(xaifn, name): f(net, x, t, layer=layer))
+            for name in ("gradcam_plus_plus", "xgradcam", "layercam", "hirescam", "eigencam")}
+    return {**{name: (lambda x, t, f=f: xaifn.channel_max_abs(f(x, t))) for name, f in per_channel.items()},
+            "smooth_grad": smooth_grad, **cams,
+            "scorecam": lambda x, t: xaifn.scorecam(net, activation, x, t, layer=layer)}
 
 
 def _normalise(images):
