@@ -52,7 +52,7 @@ def _chunk_arg(text):
 
 
 def child(method, size, num_masks, chunk):
-    """Run one configuration in this (fresh) process; print 'peak_mib seconds images_per_step'."""
+    """Run one configuration in this (fresh) process; print 'peak_mib seconds'."""
     import xaifn
     from xaifn import _checks, _chunked
     net = TinyCNN()

@@ -94,8 +94,12 @@ def _cell_tree(cell, identity):
 
 
 def structure(cell):
-    """The structural fingerprint of a Cell's tree (see the module docstring). Cheap: no copy."""
-    cells = tuple(Same(sub) for _, sub in cell.cells_and_names())
+    """The structural fingerprint of a Cell's tree (see the module docstring). Cheap: no copy.
+
+    The cell itself is left out of the identities: the cache's entries for a network must not
+    keep that network alive.
+    """
+    cells = tuple(Same(sub) for _, sub in cell.cells_and_names() if sub is not cell)
     return cells, _cell_tree(cell, Same)
 
 
@@ -181,6 +185,14 @@ def evaluable(net_fn):
     """The eval-mode view of a Cell (or a plain function itself), built once and shared by every
     kernel and check of that network (rebuilt with them when the network changes)."""
     return cached(net_fn, ("evaluable",), lambda: _views.evaluable(net_fn))
+
+
+def selected(net_fn, output):
+    """`net_fn` followed by the choice `output` of one of its outputs (`_views.select_output`),
+    built once per (net_fn, output) so that every kernel of the selection is compiled once."""
+    if output is None:
+        return net_fn
+    return cached(net_fn, ("output", output), lambda: _views.select_output(net_fn, output))
 
 
 class _Compiled(nn.Cell):

@@ -114,11 +114,14 @@ def _label_array(targets, shapes):
     return array.astype(np.int64)
 
 
+@_cache.serialised
 def check_layer_name(network, layer):
     """Return the cell named `layer` in `network` ('' means the input itself: returns None)."""
     if not isinstance(layer, str):
         raise TypeError(f"`layer` must be a str (a name from network.cells_and_names()), "
                         f"got {type(layer).__name__}.")
+    if isinstance(network, nn.Cell):  # GradCAM's edge check of the network
+        _cache.cached(network, ("finite parameters",), lambda: check_finite_parameters(network, "net"))
     if layer == "":
         return None
     names = dict(network.cells_and_names())
@@ -198,8 +201,19 @@ def check_call(net_fn, inputs, targets, allow_2d=False, name="net_fn"):
     if dtype is not None and inputs.dtype != dtype:
         raise TypeError(f"`inputs` must have the dtype of the network's Parameters, {dtype}, got "
                         f"{inputs.dtype}; pass inputs.astype(mindspore.{str(dtype).lower()}).")
+    if isinstance(net_fn, nn.Cell):  # once per weights version: NaN/Inf weights give NaN logits
+        _cache.cached(net_fn, ("finite parameters",), lambda: check_finite_parameters(net_fn, name))
     num_classes = check_output_width(profile(net_fn, inputs).output_shape, name)
     return check_targets(targets, inputs.shape[0], num_classes, allow_2d)
+
+
+def check_finite_parameters(network, name):
+    """Return True if every float Parameter of `network` is finite, else raise ValueError naming one."""
+    for param in network.get_parameters():
+        if param.dtype in _FLOAT_DTYPES and not bool(ops.isfinite(param).all()):
+            raise ValueError(f"`{name}` has NaN or Inf in its Parameter {param.name!r}: its logits would "
+                             "not be finite.")
+    return True
 
 
 #: A memory budget in bytes for the `chunk` argument (see `check_chunk`).
@@ -493,3 +507,18 @@ def check_sample_targets(targets, num_samples):
         raise ValueError(f"`targets` must have one entry per input (length {num_samples}), "
                          f"got shape {labels.shape}.")
     return labels.astype(np.int32)
+
+
+def check_explained(net_fn, output, name="net_fn"):
+    """The callable an explanation evaluates: `net_fn` (callable) followed by the choice `output`
+    of one of its outputs (`check_output`), built once per (net_fn, output) (`_cache.selected`)."""
+    return _cache.selected(check_callable(net_fn, name), check_output(output))
+
+
+def check_output(output):
+    """Return `output` if it can choose one output of a network: None, an int, a str or a callable."""
+    if output is None or callable(output) or isinstance(output, str) or (
+            isinstance(output, numbers.Integral) and not isinstance(output, bool)):
+        return output
+    raise TypeError("`output` must be None, an int index, a str key or a function choosing the output to "
+                    f"explain, got {type(output).__name__}.")

@@ -202,12 +202,14 @@ def check_reach(network, activations, sample_shape, dtype, method):
             continue
         dependent.add(node.name)
         path, classes = _scope_path(node.scope)
+        if isinstance(network, _views.Output):
+            path = path[len(_views.OUTPUT_PREFIX):] if path.startswith(_views.OUTPUT_PREFIX) else ""
         if "_Marked" in classes:
             reached += 1
             continue
         if node.op_type not in op_types or (path + ".").startswith(excluded):
             continue
-        where = f"cell {path!r} ({classes[-1]})" if path else f"the network's own construct ({type(network).__name__})"
+        where = f"cell {path!r} ({classes[-1]})" if path else f"the network's own construct ({type(_views.unwrapped(network)).__name__})"
         raise ValueError(
             f"{method}: the forward pass applies the activation {node.op_type} in {where} as a function, "
             f"where the {method} rule cannot be installed; the map would be silently partial. Use an "
@@ -218,5 +220,5 @@ def check_reach(network, activations, sample_shape, dtype, method):
         found = f" ({len(marked)} such cells exist but none is applied to the input)" if marked else ""
         hint = " Pass activations='all' to apply the rule at every elementwise activation." \
             if activations == "relu" else ""
-        raise ValueError(f"{method}: the network ({type(network).__name__}) applies no {chosen} activation "
+        raise ValueError(f"{method}: the network ({type(_views.unwrapped(network)).__name__}) applies no {chosen} activation "
                          f"cell to its input{found}, so the {method} rule would change nothing.{hint}")

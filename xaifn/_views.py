@@ -119,6 +119,52 @@ def network_view(network, **attributes):
     return view
 
 
+#: Names of the final classifier cell in common model zoos (mindcv: classifier, head, mlp_head).
+HEAD_NAMES = ("classifier", "head", "mlp_head", "fc")
+
+
+def find_head(network, head=None):
+    """(name, cell) of the classifier cell: the cell named `head`, or the one top-level cell of
+    `network` named as in `HEAD_NAMES`; ValueError naming the candidates otherwise."""
+    cells = dict(network.cells_and_names())
+    if head is not None:
+        if not isinstance(head, str):
+            raise TypeError(f"`head` must be the name of a cell (str), got {type(head).__name__}.")
+        if not head or head not in cells:
+            raise ValueError(f"`head` {head!r} is not a cell of {type(network).__name__}; top-level cells: "
+                             f"{[n for n in cells if n and '.' not in n]}.")
+        return head, cells[head]
+    found = [n for n in HEAD_NAMES if n in cells]
+    if len(found) != 1:
+        raise ValueError(f"Cannot tell the classifier cell of {type(network).__name__} (cells named as in "
+                         f"{HEAD_NAMES}: {found}); pass `head=` the name of the cell to drop.")
+    return found[0], cells[found[0]]
+
+
+def features_view(network, head=None):
+    """A parameter-sharing eval-mode view of `network` returning the input of its classifier cell.
+
+    The cell named `head` (default: the one top-level cell named classifier, head, mlp_head or fc)
+    is replaced by ``nn.Identity`` in the view only, so the view returns the features the
+    classifier reads: a feature extractor for `xaifn.ood`, `OoDNet` and `RISEPlus` from any zoo
+    classifier, without editing it.
+
+    Example:
+        >>> import numpy as np, mindspore as ms, xaifn
+        >>> from xaifn.models import SmallResNet
+        >>> net = SmallResNet()
+        >>> features = xaifn.features_view(net)     # drops net.fc
+        >>> features(ms.Tensor(np.zeros((2, 3, 16, 16)), ms.float32)).shape, type(net.fc).__name__
+        ((2, 64), 'Dense')
+    """
+    name, _ = find_head(network, head)
+    view = eval_view(network)
+    parent_name, _, key = name.rpartition(".")
+    parent = dict(view.cells_and_names())[parent_name]
+    replace_child(parent, key, nn.Identity())
+    return view
+
+
 def evaluable(net_fn):
     """What an explanation evaluates: an eval-mode view of a Cell, or a plain function as is."""
     return eval_view(net_fn) if isinstance(net_fn, nn.Cell) else net_fn
@@ -157,10 +203,65 @@ def pynative():
             ms.set_context(mode=mode)
 
 
+def check_single_output(out):
+    """`out` if it is one Tensor; a ValueError saying how to choose one otherwise."""
+    if isinstance(out, ms.Tensor):
+        return out
+    if isinstance(out, (tuple, list)):
+        what = f"a {type(out).__name__} of {len(out)} outputs"
+    elif isinstance(out, dict):
+        what = f"a dict with keys {sorted(out, key=str)}"
+    else:
+        what = f"a {type(out).__name__}"
+    raise ValueError(f"The network returns {what}, not one Tensor of logits; pass `output=`: the index "
+                     "or key of the output to explain, or a function choosing it, e.g. output=0.")
+
+
+class Output(nn.Cell):
+    """The explained network followed by the choice of one of its outputs (`select_output`)."""
+
+    def __init__(self, network, select):
+        super().__init__(auto_prefix=False)  # a prefix would rename the user's Parameters
+        self.net = network
+        self.select = select
+
+    def construct(self, x):
+        return self.select(self.net(x))
+
+
+#: The explained network's cell names inside an `Output` start with this.
+OUTPUT_PREFIX = "net."
+
+
+def unwrapped(network):
+    """The user's network inside an `Output`, or `network` itself."""
+    return network.net if isinstance(network, Output) else network
+
+
+def _pick(key):
+    def pick(outputs):
+        return outputs[key]
+    return pick
+
+
+def select_output(net_fn, output):
+    """`net_fn` itself (output None), else `net_fn` followed by outputs[output] (an int or str) or
+    output(outputs) (a function): an `Output` Cell for a Cell, a function for a function."""
+    if output is None:
+        return net_fn
+    select = output if callable(output) else _pick(output)
+    if isinstance(net_fn, nn.Cell):
+        return Output(net_fn, select)
+
+    def selected(x):
+        return select(net_fn(x))
+    return selected
+
+
 def output_shape(net_fn, sample_shape, dtype):
     """Shape of net_fn's output on one zero sample of `sample_shape` (C, H, W), run eagerly."""
     with pynative():
-        return tuple(net_fn(ms.Tensor(np.zeros((1,) + tuple(sample_shape)), dtype)).shape)
+        return tuple(check_single_output(net_fn(ms.Tensor(np.zeros((1,) + tuple(sample_shape)), dtype))).shape)
 
 
 def trace_layer(network, layer_name, sample_shape, dtype):
@@ -176,7 +277,7 @@ def trace_layer(network, layer_name, sample_shape, dtype):
     if len(tap.shapes) != 1:
         raise ValueError(f"`layer` {layer_name!r} is called {len(tap.shapes)} times in one forward "
                          "pass; GradCAM needs a layer that is called exactly once.")
-    return tuple(out.shape), tap.shapes[0]
+    return tuple(check_single_output(out).shape), tap.shapes[0]
 
 
 def layer_probe_view(network, layer, activation_shape, dtype=ms.float32):

@@ -70,15 +70,16 @@ def eigencam_cam(activation, grads):  # pylint: disable=unused-argument
     return ops.matmul(centred, first * sign).reshape(n, 1, h, w)
 
 
-def _variant(net, inputs, targets, layer, reshape, resize, cam_fn):
+def _variant(net, inputs, targets, layer, reshape, resize, cam_fn, output):
     _checks.check_bool(resize, "resize")
-    return layer_cam(net, inputs, targets, layer, reshape, cam_map(cam_fn, resize))
+    return layer_cam(net, inputs, targets, layer, reshape, cam_map(cam_fn, resize), output)
 
 
-def gradcam_plus_plus(net, inputs, targets, layer="", reshape=None, resize=True):
+def gradcam_plus_plus(net, inputs, targets, layer="", reshape=None, resize=True, *, output=None):
     """GradCAM++ at the cell named `layer`: (N, 1, H, W), or (N, 1, h, w) with `resize=False`.
 
-    Arguments as in `xaifn.gradcam` (`reshape` for token or channel-last layer outputs).
+    Arguments as in `xaifn.gradcam` (`reshape` for token or channel-last layer outputs, `output`
+    for networks returning several outputs).
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -87,10 +88,10 @@ def gradcam_plus_plus(net, inputs, targets, layer="", reshape=None, resize=True)
         >>> xaifn.gradcam_plus_plus(LeNet5(), x, 1, layer="conv2").shape
         (2, 1, 32, 32)
     """
-    return _variant(net, inputs, targets, layer, reshape, resize, gradcam_plus_plus_cam)
+    return _variant(net, inputs, targets, layer, reshape, resize, gradcam_plus_plus_cam, output)
 
 
-def xgradcam(net, inputs, targets, layer="", reshape=None, resize=True):
+def xgradcam(net, inputs, targets, layer="", reshape=None, resize=True, *, output=None):
     """XGradCAM at the cell named `layer`; arguments and shapes as in `xaifn.gradcam_plus_plus`.
 
     Example:
@@ -100,10 +101,10 @@ def xgradcam(net, inputs, targets, layer="", reshape=None, resize=True):
         >>> xaifn.xgradcam(LeNet5(), x, 1, layer="conv2", resize=False).shape
         (2, 1, 10, 10)
     """
-    return _variant(net, inputs, targets, layer, reshape, resize, xgradcam_cam)
+    return _variant(net, inputs, targets, layer, reshape, resize, xgradcam_cam, output)
 
 
-def layercam(net, inputs, targets, layer="", reshape=None, resize=True):
+def layercam(net, inputs, targets, layer="", reshape=None, resize=True, *, output=None):
     """LayerCAM at the cell named `layer`; arguments and shapes as in `xaifn.gradcam_plus_plus`.
 
     Example:
@@ -113,10 +114,10 @@ def layercam(net, inputs, targets, layer="", reshape=None, resize=True):
         >>> xaifn.layercam(LeNet5(), x, [1, 2], layer="conv1").shape
         (2, 1, 32, 32)
     """
-    return _variant(net, inputs, targets, layer, reshape, resize, layercam_cam)
+    return _variant(net, inputs, targets, layer, reshape, resize, layercam_cam, output)
 
 
-def hirescam(net, inputs, targets, layer="", reshape=None, resize=True):
+def hirescam(net, inputs, targets, layer="", reshape=None, resize=True, *, output=None):
     """HiResCAM at the cell named `layer`; arguments and shapes as in `xaifn.gradcam_plus_plus`.
 
     Example:
@@ -126,10 +127,10 @@ def hirescam(net, inputs, targets, layer="", reshape=None, resize=True):
         >>> xaifn.hirescam(LeNet5(), x, 1, layer="conv2").shape
         (2, 1, 32, 32)
     """
-    return _variant(net, inputs, targets, layer, reshape, resize, hirescam_cam)
+    return _variant(net, inputs, targets, layer, reshape, resize, hirescam_cam, output)
 
 
-def eigencam(net, inputs, targets, layer="", reshape=None, resize=True):
+def eigencam(net, inputs, targets, layer="", reshape=None, resize=True, *, output=None):
     """EigenCAM at the cell named `layer` (`targets` are validated but do not change the map; the
     shared layer machinery also runs the backward pass, unused here); arguments and shapes as in
     `xaifn.gradcam_plus_plus`.
@@ -141,4 +142,4 @@ def eigencam(net, inputs, targets, layer="", reshape=None, resize=True):
         >>> xaifn.eigencam(LeNet5(), x, 1, layer="conv2").shape
         (2, 1, 32, 32)
     """
-    return _variant(net, inputs, targets, layer, reshape, resize, eigencam_cam)
+    return _variant(net, inputs, targets, layer, reshape, resize, eigencam_cam, output)

@@ -25,19 +25,21 @@ METHODS = ("gradient", "deconvolution", "guided_backprop", "gradcam", "occlusion
 GRADCAM_LAYER = "conv2"
 
 
-def explainers(net, activation, inlier, masks, layer=GRADCAM_LAYER, window=None, stride=None):
+def explainers(net, activation, inlier, masks, layer=GRADCAM_LAYER, window=None, stride=None, chunk=None):
     """name -> (inputs, targets) -> (N, 1, H, W) map, for every method, through the public API.
 
-    `window` and `stride` are Occlusion's (default: the original's, 3 and 1 for 32 x 32 images).
+    `window` and `stride` are Occlusion's (default: the original's, 3 and 1 for 32 x 32 images);
+    `chunk`, when given, is handed unchanged to the perturbation methods.
     """
+    budget = {} if chunk is None else {"chunk": chunk}
     return {
         "gradient": lambda x, t: xaifn.gradient(net, x, t),
         "deconvolution": lambda x, t: xaifn.deconvolution(net, x, t),
         "guided_backprop": lambda x, t: xaifn.guided_backprop(net, x, t),
         "gradcam": lambda x, t: xaifn.gradcam(net, x, t, layer=layer),
-        "occlusion": lambda x, t: xaifn.occlusion(net, activation, x, t, window=window, stride=stride),
-        "rise": lambda x, t: xaifn.rise(net, activation, x, t, masks),
-        "rise_plus": lambda x, t: xaifn.rise_plus(net, activation, inlier, x, t, masks),
+        "occlusion": lambda x, t: xaifn.occlusion(net, activation, x, t, window=window, stride=stride, **budget),
+        "rise": lambda x, t: xaifn.rise(net, activation, x, t, masks, **budget),
+        "rise_plus": lambda x, t: xaifn.rise_plus(net, activation, inlier, x, t, masks, **budget),
         **_gradient_explainers(net, activation, layer),
     }
 

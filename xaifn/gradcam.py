@@ -185,31 +185,34 @@ def _compiled_layer_cam(probed, reshape, cam):
     return _cache.compiled(kernel)
 
 
-def layer_cam(net, inputs, targets, layer, reshape, cam):
+def layer_cam(net, inputs, targets, layer, reshape, cam, output=None):
     """The map `cam(A, dA, (H, W))` of a gradient-based CAM at `layer`, compiled and cached.
 
     Validates every argument, traces the layer once per input signature, resolves `reshape`
     (None: `reshape_for`; a callable: applied to A and dA, checked to give (N, K, h, w)) and
-    builds one compiled kernel per (network, cam, layer, shapes, reshape). `cam` must be
-    traceable and keep its identity across calls (a module-level function).
+    builds one compiled kernel per (network, output, cam, layer, shapes, reshape). `cam` must be
+    traceable and keep its identity across calls (a module-level function). `output` chooses the
+    explained output of a network returning several (`xaifn.gradient`).
     """
     _checks.check_cell(net, "net")
     _checks.check_layer_name(net, layer)
     _checks.check_inputs(inputs)
     if reshape is not None:
         _checks.check_callable(reshape, "reshape")
+    explained = _checks.check_explained(net, output, "net")
     size = tuple(inputs.shape[2:])
     if layer == "":
         if reshape is not None:
             raise ValueError("`reshape` applies to a layer's output; with layer='' the input (N, C, H, W) "
                              "is used as it is.")
-        labels = _checks.check_call(net, inputs, targets, name="net")
-        kernel = _cache.cached(net, ("layer_cam", cam, ""),
-                               lambda: _compiled_input_cam(_cache.evaluable(net), cam))
+        labels = _checks.check_call(explained, inputs, targets, name="net")
+        kernel = _cache.cached(explained, ("layer_cam", cam, ""),
+                               lambda: _compiled_input_cam(_cache.evaluable(explained), cam))
         return kernel(inputs, labels)
+    inner = layer if output is None else _views.OUTPUT_PREFIX + layer   # its name in `explained`
     sample = (tuple(inputs.shape[1:]), inputs.dtype)
-    out_shape, act_shape = _cache.cached(net, ("trace", layer) + sample,
-                                         lambda: _views.trace_layer(net, layer, *sample))
+    out_shape, act_shape = _cache.cached(explained, ("trace", inner) + sample,
+                                         lambda: _views.trace_layer(explained, inner, *sample))
     if not isinstance(act_shape, tuple):
         raise ValueError(f"`layer` {layer!r} returns a {act_shape.__name__}, not one Tensor; choose a layer "
                          "whose output is a single Tensor.")
@@ -218,21 +221,21 @@ def layer_cam(net, inputs, targets, layer, reshape, cam):
         reshape, reshape_key = reshape_for(layer, act_shape, size)
     else:
         reshape_key = reshape
-        _cache.cached(net, ("reshape", layer, reshape) + sample,
+        _cache.cached(explained, ("reshape", inner, reshape) + sample,
                       lambda: _check_reshape(reshape, layer, act_shape, inputs.dtype))
     act_shape = (inputs.shape[0],) + act_shape[1:]
-    kernel = _cache.cached(net, ("layer_cam", cam, layer, act_shape, inputs.dtype, reshape_key),
-                           lambda: _compiled_layer_cam(layer_probe_view(net, layer, act_shape), reshape, cam))
+    kernel = _cache.cached(explained, ("layer_cam", cam, inner, act_shape, inputs.dtype, reshape_key),
+                           lambda: _compiled_layer_cam(layer_probe_view(explained, inner, act_shape), reshape, cam))
     return kernel(inputs, labels)
 
 
-def gradcam(net, inputs, targets, layer="", reshape=None, resize=True):  # pylint: disable=redefined-outer-name
+def gradcam(net, inputs, targets, layer="", reshape=None, resize=True, *, output=None):  # pylint: disable=redefined-outer-name
     """GradCAM saliency at the cell named `layer` (a name of `net.cells_and_names()`), (N, 1, H, W).
 
     The layer must be called exactly once per forward pass; '' explains at the input. The backward
     pass stops at the layer. `reshape` turns the layer's output into (N, K, h, w) (None: recognised
     from the shape, see `reshape_for`; ViT blocks and Swin stages need nothing). `resize=False`
-    returns the map at the layer's resolution (N, 1, h, w).
+    returns the map at the layer's resolution (N, 1, h, w). `output` as in `xaifn.gradient`.
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -242,4 +245,5 @@ def gradcam(net, inputs, targets, layer="", reshape=None, resize=True):  # pylin
         (2, 1, 32, 48)
     """
     _checks.check_bool(resize, "resize")
-    return layer_cam(net, inputs, targets, layer, reshape, gradcam_map if resize else cam_map(gradcam_cam, False))
+    return layer_cam(net, inputs, targets, layer, reshape, gradcam_map if resize else cam_map(gradcam_cam, False),
+                     output)

@@ -70,7 +70,8 @@ def _compiled_saliency(net_fn):
     return _cache.compiled(kernel)
 
 
-def _explain(net_fn, inputs, targets, rule, name, activations="all"):
+def _explain(net_fn, inputs, targets, rule, name, activations="all", output=None):
+    net_fn = _checks.check_explained(net_fn, output, name)
     labels = _checks.check_call(net_fn, inputs, targets, name=name)
     if rule == "gradient":
         build = lambda: _compiled_saliency(_cache.evaluable(net_fn))  # noqa: E731
@@ -83,7 +84,7 @@ def _explain(net_fn, inputs, targets, rule, name, activations="all"):
     return _cache.cached(net_fn, ("saliency", rule, activations), build)(inputs, labels)
 
 
-def gradient(net_fn, inputs, targets):
+def gradient(net_fn, inputs, targets, *, output=None):
     """Gradient saliency: max over channels of abs(d f(x)[t] / dx), shape (N, 1, H, W).
 
     Args:
@@ -91,6 +92,8 @@ def gradient(net_fn, inputs, targets):
             callable from an (N, C, H, W) batch to (N, L) logits.
         inputs: float Tensor (N, C, H, W).
         targets: int, 0-D/1-D integer Tensor, or list of N ints, each in [0, L).
+        output: which output of a network returning several is explained: an index, a key, or a
+            function choosing it (None: the network must return one Tensor). Every method takes it.
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -99,16 +102,16 @@ def gradient(net_fn, inputs, targets):
         >>> xaifn.gradient(LeNet5(), x, 5).shape
         (2, 1, 32, 32)
     """
-    return _explain(net_fn, inputs, targets, "gradient", "net_fn")
+    return _explain(net_fn, inputs, targets, "gradient", "net_fn", output=output)
 
 
-def deconvolution(net, inputs, targets, activations="all"):
+def deconvolution(net, inputs, targets, *, activations="all", output=None):
     """Deconvolution saliency: the gradient with max(R, 0) at every activation, (N, 1, H, W).
 
     `activations`: "all" (default: every elementwise activation cell), "relu" (`nn.ReLU`, its
     subclasses and `nn.ReLU6` only; the others pass the plain gradient) or a tuple of Cell types.
     An activation applied to the input as a function (``ops.relu(x)`` in a construct) cannot take
-    the rule: ValueError naming the cell where it runs.
+    the rule: ValueError naming the cell where it runs. `output` as in `xaifn.gradient`.
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -118,13 +121,13 @@ def deconvolution(net, inputs, targets, activations="all"):
         (1, 1, 32, 32)
     """
     _checks.check_cell(net, "net")
-    return _explain(net, inputs, targets, "deconvolution", "net", activations)
+    return _explain(net, inputs, targets, "deconvolution", "net", activations, output)
 
 
-def guided_backprop(net, inputs, targets, activations="all"):
+def guided_backprop(net, inputs, targets, *, activations="all", output=None):
     """Guided Backpropagation: the gradient with max(R*f'(z), 0) at every activation, (N, 1, H, W).
 
-    `activations` as in `xaifn.deconvolution`.
+    `activations` and `output` as in `xaifn.deconvolution`.
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -134,7 +137,7 @@ def guided_backprop(net, inputs, targets, activations="all"):
         (1, 1, 32, 32)
     """
     _checks.check_cell(net, "net")
-    return _explain(net, inputs, targets, "guided_backprop", "net", activations)
+    return _explain(net, inputs, targets, "guided_backprop", "net", activations, output)
 
 
 def _compiled_input_x_gradient(net_fn):
@@ -143,10 +146,11 @@ def _compiled_input_x_gradient(net_fn):
     return _cache.compiled(kernel)
 
 
-def input_x_gradient(net_fn, inputs, targets):
+def input_x_gradient(net_fn, inputs, targets, *, output=None):
     """Input x Gradient: x * d f(x)[t] / dx, signed per channel, (N, C, H, W).
 
-    Arguments as in `xaifn.gradient`. The traceable core is ``inputs * input_gradient(...)``.
+    Arguments (`output` too) as in `xaifn.gradient`. The traceable core is
+    ``inputs * input_gradient(...)``.
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -155,6 +159,7 @@ def input_x_gradient(net_fn, inputs, targets):
         >>> xaifn.input_x_gradient(LeNet5(), x, [1, 2]).shape
         (2, 3, 32, 32)
     """
+    net_fn = _checks.check_explained(net_fn, output)
     labels = _checks.check_call(net_fn, inputs, targets)
     kernel = _cache.cached(net_fn, ("input_x_gradient",),
                            lambda: _compiled_input_x_gradient(_cache.evaluable(net_fn)))

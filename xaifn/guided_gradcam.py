@@ -17,10 +17,10 @@ def _compiled_guided_gradient(view):
 
 
 @_cache.serialised
-def guided_gradcam(net, inputs, targets, layer="", reshape=None, activations="all"):
+def guided_gradcam(net, inputs, targets, layer="", reshape=None, activations="all", *, output=None):
     """Guided GradCAM at the cell named `layer`: signed, per channel, (N, C, H, W).
 
-    `layer`, `reshape` as in `xaifn.gradcam`; `activations` as in `xaifn.guided_backprop`.
+    `layer`, `reshape`, `output` as in `xaifn.gradcam`; `activations` as in `xaifn.guided_backprop`.
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -32,11 +32,12 @@ def guided_gradcam(net, inputs, targets, layer="", reshape=None, activations="al
     _checks.check_cell(net, "net")
     _checks.check_layer_name(net, layer)
     activations = _rules.check_activations(activations)
-    labels = _checks.check_call(net, inputs, targets, name="net")
+    explained = _checks.check_explained(net, output, "net")
+    labels = _checks.check_call(explained, inputs, targets, name="net")
     sample = (tuple(inputs.shape[1:]), inputs.dtype)
-    _cache.cached(net, ("reach", activations) + sample,
-                  lambda: _rules.check_reach(net, activations, *sample, method="guided_backprop"))
-    cam = gradcam(net, inputs, targets, layer, reshape)                        # (N, 1, H, W)
-    guided = _cache.cached(net, ("guided_gradcam", activations), lambda: _compiled_guided_gradient(
-        _rules.rule_view(net, "guided_backprop", activations)))(inputs, labels)
+    _cache.cached(explained, ("reach", activations) + sample,
+                  lambda: _rules.check_reach(explained, activations, *sample, method="guided_backprop"))
+    cam = gradcam(net, inputs, targets, layer, reshape, output=output)         # (N, 1, H, W)
+    guided = _cache.cached(explained, ("guided_gradcam", activations), lambda: _compiled_guided_gradient(
+        _rules.rule_view(explained, "guided_backprop", activations)))(inputs, labels)
     return guided * cam

@@ -81,7 +81,7 @@ def _logits(net_fn):
 
 @_cache.serialised
 def integrated_gradients(net_fn, inputs, targets, baselines=0.0, steps=50, method="gausslegendre",
-                         chunk=DEFAULT_CHUNK, return_convergence_delta=False):
+                         chunk=DEFAULT_CHUNK, return_convergence_delta=False, *, output=None):
     """Integrated Gradients, signed per channel: (N, C, H, W), or (N, l, C, H, W) for (N, l) targets.
 
     Args:
@@ -98,6 +98,7 @@ def integrated_gradients(net_fn, inputs, targets, baselines=0.0, steps=50, metho
             int, the number of path images per compiled forward+backward pass (see `xaifn.rise`).
         return_convergence_delta: also return sum_chw IG - (f(x)[t] - f(b)[t]), shaped like the
             targets' rows: (N,) or (N, l).
+        output: which output of a network returning several is explained (`xaifn.gradient`).
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -107,6 +108,7 @@ def integrated_gradients(net_fn, inputs, targets, baselines=0.0, steps=50, metho
         >>> ig.shape, delta.shape
         ((2, 3, 32, 32), (2,))
     """
+    net_fn = _checks.check_explained(net_fn, output)
     labels = _checks.check_call(net_fn, inputs, targets, allow_2d=True)
     base = _checks.check_baselines(baselines, inputs)
     alphas, weights = quadrature(method, steps)

@@ -20,7 +20,6 @@ Example:
     >>> ood.scores(params, feats).shape
     (16, 3)
 """
-import numbers
 
 import numpy as np
 import mindspore as ms

@@ -65,7 +65,8 @@ _RESIZED_MAP = _cache.compiled(_resized_scorecam_map)
 
 
 @_cache.serialised
-def scorecam(net, activation_fn, inputs, targets, layer="", reshape=None, chunk=DEFAULT_CHUNK, resize=True):
+def scorecam(net, activation_fn, inputs, targets, layer="", reshape=None, chunk=DEFAULT_CHUNK, resize=True, *,
+             output=None):
     """ScoreCAM at the cell named `layer`: (N, l, H, W) for targets (N, l) (l = 1 for int, 0-D
     or 1-D targets), or (N, l, h, w) with `resize=False`.
 
@@ -76,6 +77,7 @@ def scorecam(net, activation_fn, inputs, targets, layer="", reshape=None, chunk=
         targets: int, list of N ints, 0-D/1-D/(N, l) integer Tensor.
         chunk: the memory of one compiled step (a byte size such as "128MiB", the default) or the
             number of masked images per compiled forward (an int), as in `xaifn.rise`.
+        output: which output of a network returning several is explained (`xaifn.gradient`).
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -88,13 +90,14 @@ def scorecam(net, activation_fn, inputs, targets, layer="", reshape=None, chunk=
     _checks.check_cell(net, "net")
     _checks.check_layer_name(net, layer)
     _checks.check_callable(activation_fn, "activation_fn")
-    labels = _checks.check_call(net, inputs, targets, allow_2d=True, name="net")
+    explained = _checks.check_explained(net, output, "net")
+    labels = _checks.check_call(explained, inputs, targets, allow_2d=True, name="net")
     chunk = _checks.check_chunk(chunk)
     _checks.check_bool(resize, "resize")
-    activation = layer_cam(net, inputs, labels[:, 0], layer, reshape, _activation)   # (N, K, h, w)
+    activation = layer_cam(net, inputs, labels[:, 0], layer, reshape, _activation, output)   # (N, K, h, w)
     num = activation.shape[1]
-    step = _cache.cached(net, ("scorecam", _cache.callable_key(activation_fn)),
-                         lambda: _score_step(probability_fn(_cache.evaluable(net), activation_fn)))
+    step = _cache.cached(explained, ("scorecam", _cache.callable_key(activation_fn)),
+                         lambda: _score_step(probability_fn(_cache.evaluable(explained), activation_fn)))
     (scores,) = copy_sums(step, (inputs, activation, labels), (np.arange(num), np.ones(num)),
-                          images_per_step(chunk, bytes_per_image(net, inputs)), inputs.dtype)  # (N, l, K)
+                          images_per_step(chunk, bytes_per_image(explained, inputs)), inputs.dtype)  # (N, l, K)
     return _RESIZED_MAP(scores, activation, inputs) if resize else _MAP(scores, activation)

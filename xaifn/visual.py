@@ -10,6 +10,8 @@ works on the (N, 1, H, W) / (N, l, H, W) results of the explanation methods::
     to_pil(array)            PIL images
     save_grid(path, rows)    one PNG of a titled grid of pictures
     plot_curves(path, curves)  a line chart (e.g. deletion / insertion curves of xaifn.metrics)
+    resize_map(map, size)    one (h, w) map resampled (bilinear) to an image's own (H, W)
+    captioned(picture, text) a picture with a line of text above it
 
 Colour maps (`COLORMAPS`, 256 x 3 uint8 tables, linear interpolation between anchor colours):
 
@@ -26,7 +28,7 @@ import mindspore as ms
 from PIL import Image, ImageDraw, ImageFont
 
 __all__ = ["COLORMAPS", "make_colormap", "normalize", "colorize", "to_uint8_image", "overlay",
-           "to_pil", "save_grid", "plot_curves", "CURVE_COLORS"]
+           "to_pil", "save_grid", "plot_curves", "CURVE_COLORS", "resize_map", "captioned"]
 
 # (position in [0, 1], (R, G, B)) anchors; positions increase from exactly 0 to exactly 1.
 _INFERNO_ANCHORS = tuple(zip(np.linspace(0.0, 1.0, 10), (
@@ -562,4 +564,57 @@ def plot_curves(path, curves, labels=None, title=None, xs=None, y_range=(0.0, 1.
         _draw_centred(draw, _fit(draw, title, font, width), font, ((box[0] + box[2]) / 2, m["top"] / 2))
     if path is not None:
         canvas.save(path, format="PNG")
+    return canvas
+
+
+def resize_map(saliency, size):
+    """One (h, w) map resampled bilinearly to `size` (H, W): float32 (H, W).
+
+    Used to lay a map computed at the network's input size over the original picture, at the
+    picture's own resolution and aspect ratio.
+
+    Example:
+        >>> import numpy as np
+        >>> from xaifn import visual
+        >>> visual.resize_map(np.ones((4, 4)), (6, 9)).shape
+        (6, 9)
+    """
+    array = _finite(_as_array(saliency, "saliency"), "saliency")
+    if array.ndim != 2:
+        raise ValueError(f"`saliency` must have shape (h, w), got shape {array.shape}.")
+    height, width = _check_cell_size(size)
+    image = Image.fromarray(np.ascontiguousarray(array, np.float32), mode="F")
+    return np.asarray(image.resize((width, height), Image.BILINEAR), np.float32)
+
+
+def captioned(picture, text):
+    """An RGB PIL image: `picture` (uint8 (H, W, 3) or PIL image) under a white strip with `text`.
+
+    The picture keeps its size; the canvas is widened when the text is wider than the picture.
+    The strip is GRID_TITLE_HEIGHT + GRID_PADDING pixels high.
+
+    Example:
+        >>> import numpy as np
+        >>> from xaifn import visual
+        >>> visual.captioned(np.zeros((10, 200, 3), np.uint8), "gradient").size
+        (200, 30)
+    """
+    if isinstance(picture, Image.Image):
+        image = picture.convert("RGB")
+    else:
+        array = _as_array(picture, "picture")
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] != 3:
+            raise ValueError(f"`picture` must be a uint8 (H, W, 3) array or a PIL image, "
+                             f"got {array.dtype} {array.shape}.")
+        image = _pil_nested(array)
+    if not isinstance(text, str):
+        raise TypeError(f"`text` must be a str, got {type(text).__name__}.")
+    font = ImageFont.load_default()
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    strip = GRID_TITLE_HEIGHT + GRID_PADDING
+    width = max(image.width, int(np.ceil(probe.textlength(text, font=font))) + 2 * GRID_PADDING)
+    canvas = Image.new("RGB", (width, strip + image.height), (255, 255, 255))
+    canvas.paste(image, (0, strip))
+    draw = ImageDraw.Draw(canvas)
+    _draw_centred(draw, text, font, (GRID_PADDING + draw.textlength(text, font=font) / 2, strip / 2))
     return canvas
