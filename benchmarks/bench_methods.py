@@ -32,7 +32,6 @@ from mindspore import nn
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 import xaifn  # noqa: E402  pylint: disable=wrong-import-position
 from xaifn import _views  # noqa: E402  pylint: disable=wrong-import-position
-from xaifn._chunked import DEFAULT_CHUNK  # noqa: E402  pylint: disable=wrong-import-position
 from xaifn.models import LeNet5, SmallResNet  # noqa: E402  pylint: disable=wrong-import-position
 
 NUM_CLASSES = 10
@@ -152,7 +151,7 @@ def peak_memory(steps, chunk):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--chunk", type=int, default=DEFAULT_CHUNK)
+    parser.add_argument("--chunk", type=int, default=256, help="images per step (an int, for equal floors)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     repeats = 2 if args.quick else 7

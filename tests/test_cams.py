@@ -234,3 +234,20 @@ def test_traceable_cores_inside_a_cell(zoo, mode):
 def test_bad_arguments(pool_net, call, error, message):
     with pytest.raises(error, match=message):
         call(pool_net, ms.Tensor(normal(0, (2,) + SHAPE)))
+
+
+def test_variants_read_token_layers_through_reshape():
+    """A ViT-like token layer (class token + 2 x 3 patches), reshape recognised from the shape."""
+    from test_reshape import Tokens  # pylint: disable=import-outside-toplevel
+    net = Tokens(class_token=True, dim=6)
+    x = normal(17, (2, 3, 8, 12)).astype(np.float64)
+    t = [0, 2]
+    patches = x.reshape(2, 3, 2, 4, 3, 4).transpose(0, 2, 4, 1, 3, 5).reshape(2, 6, -1)
+    tokens = patches @ net.embed.weight.asnumpy().astype(np.float64).T + net.embed.bias.asnumpy()
+    a = tokens.transpose(0, 2, 1).reshape(2, 6, 2, 3)                     # (N, D, gh, gw)
+    g = np.broadcast_to((net.fc.weight.asnumpy().astype(np.float64)[t] / 7)[:, :, None, None], a.shape)
+    for name, (function, reference) in VARIANTS.items():
+        got = function(net, ms.Tensor(x.astype(np.float32)), t, layer="mix", resize=False)
+        assert_close(got, np.maximum(reference(a, g), 0), rtol=1e-4)
+    cam = xaifn.scorecam(net, nn.Softmax(), ms.Tensor(x.astype(np.float32)), t, layer="mix", chunk=5)
+    assert cam.shape == (2, 1, 8, 12) and np.isfinite(cam.asnumpy()).all()
