@@ -126,7 +126,7 @@ def test_gradient_of_a_plain_function(seed, targets):
 def dense_relu_dense(zoo):
     net = zoo.DenseReluDense(shape=(2, 3, 3), hidden=16, num_class=4)
     zoo.set_params(net, zoo.random_params(net, seed=21))
-    return net, {rule: xaifn.relu_rule_view(net, rule) for rule in RULES}
+    return net, {rule: xaifn.rule_view(net, rule) for rule in RULES}
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -153,9 +153,9 @@ def test_relu_rule_table(dense_relu_dense, rule, seed, targets):
     assert_close(FAMILY[rule](net, ms.Tensor(x), targets).asnumpy(), channel_max_abs_np(expected[rule]))
 
 
-def test_relu_rule_view_rejects_unknown_rule(zoo):
+def test_rule_view_rejects_unknown_rule(zoo):
     with pytest.raises(ValueError, match="`rule`"):
-        xaifn.relu_rule_view(zoo.ReluDense(), "lrp")
+        xaifn.rule_view(zoo.ReluDense(), "lrp")
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,7 +228,7 @@ def test_conv_net_matches_float64_reference(conv_dense, rule, seed, targets):
     net, params = conv_dense
     x = normal(seed, (2, 2, 8, 10))
     expected = conv_dense_input_grad_np(params, x.astype(np.float64), targets, rule)
-    view = net if rule == "gradient" else xaifn.relu_rule_view(net, rule)
+    view = net if rule == "gradient" else xaifn.rule_view(net, rule)
     raw = xaifn.input_gradient(view, ms.Tensor(x), ms.Tensor(targets, ms.int32)).asnumpy()
     assert_close(raw, expected)
     reduced = xaifn.channel_max_abs(ms.Tensor(raw)).asnumpy()
@@ -259,7 +259,7 @@ class ExplainedNet(nn.Cell):
     def __init__(self, net, rule):
         super().__init__()
         self.net = net
-        self.view = xaifn.relu_rule_view(net, rule)
+        self.view = xaifn.rule_view(net, rule)
 
     def construct(self, x, t):
         return self.net(x), xaifn.saliency(self.view, x, t)
@@ -300,7 +300,7 @@ def test_spec_example(lenet, rule):
     assert explainer.network is lenet
     saliency = explainer(inputs, 5)
     assert saliency.shape == (1, 1, 32, 32)
-    view = lenet if rule == "gradient" else xaifn.relu_rule_view(lenet, rule)
+    view = lenet if rule == "gradient" else xaifn.rule_view(lenet, rule)
     eager = xaifn.saliency(view, inputs, ms.Tensor([5], ms.int32)).asnumpy()
     assert eager.max() > 0
     assert_close(saliency.asnumpy(), eager, rtol=1e-5)
@@ -350,7 +350,7 @@ def eager_reference(method, net, x, targets):
         probed = xaifn.layer_probe_view(net, "conv2", (n, 6, h // 2, w // 2))
         activation, grads = xaifn.layer_activation_gradient(probed, x, labels)
         return xaifn.gradcam_map(activation, grads, (h, w)).asnumpy()
-    view = net if method == "gradient" else xaifn.relu_rule_view(net, method)
+    view = net if method == "gradient" else xaifn.rule_view(net, method)
     return xaifn.saliency(view, x, labels).asnumpy()
 
 

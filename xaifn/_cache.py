@@ -192,6 +192,14 @@ def evaluable(net_fn):
     return cached(net_fn, ("evaluable",), lambda: _views.evaluable(net_fn))
 
 
+def selected(net_fn, output):
+    """`net_fn` followed by the choice `output` of one of its outputs (`_views.select_output`),
+    built once per (net_fn, output) so that every kernel of the selection is compiled once."""
+    if output is None:
+        return net_fn
+    return cached(net_fn, ("output", output), lambda: _views.select_output(net_fn, output))
+
+
 class _Compiled(nn.Cell):
     """`fn` compiled by `ms.jit`, held by a Cell of its own; calls hold the process-wide lock.
 

@@ -340,6 +340,83 @@ def check_features(features, num_features):
     return features
 
 
+def check_saliency(saliency, num_samples=None, size=None, name="saliency"):
+    """Return saliency maps (N, c, H, W) averaged over their c channels: a float64 array (N, H, W).
+
+    Accepts a Tensor or a numpy array; N and (H, W) must match `num_samples` and `size` when given;
+    NaN and inf are refused.
+    """
+    if isinstance(saliency, ms.Tensor):
+        saliency = saliency.asnumpy()
+    if not isinstance(saliency, np.ndarray):
+        raise TypeError(f"`{name}` must be a Tensor or array (N, 1, H, W), got {type(saliency).__name__}.")
+    if saliency.dtype == np.bool_ or not np.issubdtype(saliency.dtype, np.number):
+        raise TypeError(f"`{name}` must hold real numbers, got dtype {saliency.dtype}.")
+    if saliency.ndim != 4 or 0 in saliency.shape:
+        raise ValueError(f"`{name}` must be a non-empty 4-D (N, c, H, W) map, got shape {saliency.shape}.")
+    expected = (saliency.shape[0] if num_samples is None else num_samples,) + \
+        (saliency.shape[2:] if size is None else tuple(size))
+    if (saliency.shape[0],) + saliency.shape[2:] != expected:
+        raise ValueError(f"`{name}` must have shape ({expected[0]}, c, {expected[1]}, {expected[2]}) "
+                         f"(one map per input), got {saliency.shape}.")
+    if not np.all(np.isfinite(saliency)):
+        raise ValueError(f"`{name}` must be finite (no NaN or inf).")
+    return saliency.astype(np.float64).mean(axis=1)
+
+
+def check_region_masks(masks, num_samples, size, name="masks"):
+    """Return ground-truth regions (N, 1, H, W) (non-zero = inside) as a bool array (N, H, W)."""
+    if masks is None:
+        raise ValueError(f"`{name}` is required: a ground-truth mask (N, 1, H, W) per input.")
+    if isinstance(masks, ms.Tensor):
+        masks = masks.asnumpy()
+    if not isinstance(masks, np.ndarray):
+        raise TypeError(f"`{name}` must be a Tensor or array (N, 1, H, W), got {type(masks).__name__}.")
+    if masks.dtype != np.bool_ and not np.issubdtype(masks.dtype, np.number):
+        raise TypeError(f"`{name}` must hold bools or numbers, got dtype {masks.dtype}.")
+    if masks.shape != (num_samples, 1) + tuple(size):
+        raise ValueError(f"`{name}` must have shape ({num_samples}, 1, {size[0]}, {size[1]}), got {masks.shape}.")
+    return masks[:, 0] != 0
+
+
+def check_choice(value, name, choices):
+    """Return `value` if it is one of the strings `choices`."""
+    if not isinstance(value, str):
+        raise TypeError(f"`{name}` must be a str, one of {list(choices)}, got {type(value).__name__}.")
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.")
+    return value
+
+
+def check_nonnegative(value, name):
+    """Return `value` as a float if it is a finite real number >= 0."""
+    value = check_real(value, name)
+    if value < 0:
+        raise ValueError(f"`{name}` must be >= 0, got {value}.")
+    return value
+
+
+def check_fractions(fractions, name="fractions"):
+    """Return a sequence of reals in (0, 1) as a float64 array."""
+    if isinstance(fractions, (str, bytes)) or not hasattr(fractions, "__len__") or not len(fractions):
+        raise TypeError(f"`{name}` must be a non-empty sequence of floats in (0, 1), got {fractions!r}.")
+    values = [check_real(f, name) for f in fractions]
+    if not all(0 < v < 1 for v in values):
+        raise ValueError(f"`{name}` must lie in (0, 1), got {values}.")
+    return np.asarray(values, np.float64)
+
+
+def check_num_classes(net_fn, inputs, expected, name="network"):
+    """Raise ValueError unless `net_fn` maps `inputs`-shaped samples to (N, expected) outputs.
+
+    Uses the same cached one-sample forward as `check_call` (`profile`).
+    """
+    width = check_output_width(profile(net_fn, inputs).output_shape, name)
+    if width != expected:
+        raise ValueError(f"`{name}` outputs {width} classes, but `num_labels` is {expected}.")
+    return width
+
+
 def check_ood_params(params, keys):
     """Return `params` if it is a dict of float Tensors holding every name in `keys`, with `head`
     (L, F) and `dense_w` (1, F) as `xaifn.ood` expects."""
@@ -356,3 +433,92 @@ def check_ood_params(params, keys):
         raise ValueError(f"`params` must hold head (L, F) and dense_w (1, F), got shapes "
                          f"{tuple(head.shape)} and {tuple(dense.shape)}.")
     return params
+
+
+def check_bool(value, name):
+    """Return `value` if it is a bool."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool, got {type(value).__name__}.")
+    return value
+
+
+def _float_array(value, name, expected):
+    if isinstance(value, ms.Tensor):
+        value = value.asnumpy()
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"`{name}` must be {expected}, got {type(value).__name__}.")
+    if not np.issubdtype(value.dtype, np.floating):
+        raise TypeError(f"`{name}` must hold floats, got dtype {value.dtype}.")
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"`{name}` must be finite (no NaN or infinity).")
+    return value
+
+
+def check_baselines(baselines, inputs):
+    """Baselines as an (N, C, H, W) Tensor of the inputs' dtype: from a number, or a float Tensor
+    or array broadcastable to the inputs ((C, H, W), (1, C, H, W), one per sample (N, C, H, W))."""
+    expected = "a number or a float Tensor/array broadcastable to the inputs"
+    if isinstance(baselines, numbers.Real) and not isinstance(baselines, bool):
+        value = np.array(check_real(baselines, "baselines"))
+    else:
+        value = _float_array(baselines, "baselines", expected)
+    shape = tuple(inputs.shape)
+    try:
+        broadcast = np.broadcast_shapes(value.shape, shape)
+    except ValueError:
+        broadcast = None
+    if broadcast != shape:
+        raise ValueError(f"`baselines` must be broadcastable to the inputs' shape {shape}, "
+                         f"got shape {value.shape}.")
+    return ms.Tensor(np.broadcast_to(value, shape).copy(), inputs.dtype)
+
+
+def check_noise(noise, sample_shape):
+    """Return noise samples (S, C, H, W) matching one input sample (C, H, W): a float Tensor or
+    array, or a lazy sample set (anything with `_render` and `shape`, e.g. `GaussianNoise`)."""
+    expected = (None,) + tuple(sample_shape)
+    if hasattr(noise, "_render") and hasattr(noise, "shape"):
+        if tuple(noise.shape[1:]) != expected[1:]:
+            raise ValueError(f"`noise` must have shape (S, {', '.join(map(str, sample_shape))}), "
+                             f"got {tuple(noise.shape)}.")
+        return noise
+    noise = _float_array(noise, "noise", "a float Tensor/array (S, C, H, W) or a GaussianNoise")
+    if noise.ndim != 4 or noise.shape[1:] != expected[1:] or not noise.shape[0]:
+        raise ValueError(f"`noise` must have shape (S, {', '.join(map(str, sample_shape))}) with "
+                         f"S >= 1, got {noise.shape}.")
+    return noise.astype(np.float32)
+
+
+def check_sample_targets(targets, num_samples):
+    """Targets of a method called through a function: one row per sample, as an int32 array.
+
+    An int or 0-D value is repeated for every sample; 1-D and (N, l) forms keep their shape. The
+    labels' range is the explained method's to check.
+    """
+    shapes = "an int, or an integer Tensor/array/list with one entry per sample"
+    if isinstance(targets, numbers.Integral) and not isinstance(targets, bool):
+        return np.full(num_samples, int(targets), np.int32)
+    if isinstance(targets, bool):
+        raise TypeError(f"`targets` must be {shapes}, got bool.")
+    labels = _label_array(targets, shapes)
+    if labels.ndim == 0:
+        return np.full(num_samples, int(labels), np.int32)
+    if labels.ndim > 2 or labels.shape[0] != num_samples:
+        raise ValueError(f"`targets` must have one entry per input (length {num_samples}), "
+                         f"got shape {labels.shape}.")
+    return labels.astype(np.int32)
+
+
+def check_explained(net_fn, output, name="net_fn"):
+    """The callable an explanation evaluates: `net_fn` (callable) followed by the choice `output`
+    of one of its outputs (`check_output`), built once per (net_fn, output) (`_cache.selected`)."""
+    return _cache.selected(check_callable(net_fn, name), check_output(output))
+
+
+def check_output(output):
+    """Return `output` if it can choose one output of a network: None, an int, a str or a callable."""
+    if output is None or callable(output) or isinstance(output, str) or (
+            isinstance(output, numbers.Integral) and not isinstance(output, bool)):
+        return output
+    raise TypeError("`output` must be None, an int index, a str key or a function choosing the output to "
+                    f"explain, got {type(output).__name__}.")

@@ -14,7 +14,7 @@ from mindspore import nn, ops
 from mindspore.train import LearningRateScheduler
 from mindspore.train.callback import RunContext, _CallbackManager, _InternalCallbackParam
 
-from xaifn import _cache, _checks, ood
+from xaifn import _cache, _checks, _rules, _views, ood
 from xaifn._views import network_view
 from xaifn.gradcam import gradcam
 from xaifn.gradients import deconvolution, gradient, guided_backprop
@@ -25,12 +25,17 @@ from xaifn.rise_plus import rise_plus
 
 
 class _Attribution:
-    """An explainer bound to a network: `explainer(inputs, targets)` -> (N, 1, H, W) Tensor."""
+    """An explainer bound to a network: `explainer(inputs, targets)` -> (N, 1, H, W) Tensor.
+
+    Every class takes the keyword-only `output`: which output of a network returning several is
+    explained (an index, a key or a function choosing it; see `xaifn.gradient`).
+    """
 
     _method = None
 
-    def __init__(self, network):
+    def __init__(self, network, *, output=None):
         self._network = _checks.check_cell(network, "network")
+        self._output = _checks.check_output(output)
 
     @property
     def network(self):
@@ -38,7 +43,7 @@ class _Attribution:
         return self._network
 
     def __call__(self, inputs, targets):
-        return type(self)._method(self._network, inputs, targets)
+        return type(self)._method(self._network, inputs, targets, output=self._output)
 
 
 class Gradient(_Attribution):
@@ -56,8 +61,21 @@ class Gradient(_Attribution):
     _method = staticmethod(gradient)
 
 
-class Deconvolution(_Attribution):
-    """Deconvolution (`xaifn.deconvolution`): positive gradients only through each `nn.ReLU` cell.
+class _RuleAttribution(_Attribution):
+    """A gradient-family explainer with a backward rule at the activations chosen by `activations`
+    ("all", "relu" or a tuple of Cell types; see `xaifn.deconvolution`)."""
+
+    def __init__(self, network, *, activations="all", output=None):
+        super().__init__(network, output=output)
+        self._activations = _rules.check_activations(activations)
+
+    def __call__(self, inputs, targets):
+        return type(self)._method(self._network, inputs, targets, activations=self._activations,
+                                  output=self._output)
+
+
+class Deconvolution(_RuleAttribution):
+    """Deconvolution (`xaifn.deconvolution`): positive gradients only through each activation cell.
 
     Example:
         >>> import numpy as np, mindspore as ms
@@ -71,7 +89,7 @@ class Deconvolution(_Attribution):
     _method = staticmethod(deconvolution)
 
 
-class GuidedBackprop(_Attribution):
+class GuidedBackprop(_RuleAttribution):
     """Guided Backpropagation (`xaifn.guided_backprop`).
 
     Example:
@@ -87,7 +105,7 @@ class GuidedBackprop(_Attribution):
 
 
 class GradCAM(_Attribution):
-    """GradCAM (`xaifn.gradcam`) at the cell named `layer` ('' = the input).
+    """GradCAM (`xaifn.gradcam`) at the cell named `layer` ('' = the input); `reshape` as there.
 
     Example:
         >>> import numpy as np, mindspore as ms
@@ -98,20 +116,23 @@ class GradCAM(_Attribution):
         (1, 1, 32, 32)
     """
 
-    def __init__(self, network, layer=""):
-        super().__init__(network)
+    def __init__(self, network, layer="", *, reshape=None, output=None):
+        super().__init__(network, output=output)
         _checks.check_layer_name(network, layer)
+        if reshape is not None:
+            _checks.check_callable(reshape, "reshape")
         self._layer = layer
+        self._reshape = reshape
 
     def __call__(self, inputs, targets):
-        return gradcam(self._network, inputs, targets, self._layer)
+        return gradcam(self._network, inputs, targets, self._layer, reshape=self._reshape, output=self._output)
 
 
 class _Perturbation(_Attribution):
     """A perturbation explainer: network, activation Cell and images per forward pass."""
 
-    def __init__(self, network, activation_fn, perturbation_per_eval=32):
-        super().__init__(network)
+    def __init__(self, network, activation_fn, perturbation_per_eval=32, *, output=None):
+        super().__init__(network, output=output)
         self._activation_fn = _checks.check_cell(activation_fn, "activation_fn")
         self._chunk = _checks.check_positive_int(perturbation_per_eval, "perturbation_per_eval")
 
@@ -123,6 +144,11 @@ class Occlusion(_Perturbation):
     probability); this class returns its absolute value, as the original package's maps were
     non-negative.
 
+    Keyword-only `window` and `stride` (int or (h, w); default: the original's, see
+    `xaifn.occlusion`) and `chunk` (perturbed images per forward pass; default
+    `perturbation_per_eval`) make large inputs tractable: at 224 x 224 the default is 1024
+    windows of 7 x 7, while ``window=32, stride=16`` needs 169.
+
     Example:
         >>> import numpy as np, mindspore as ms
         >>> from xaifn.explanation import Occlusion
@@ -133,8 +159,17 @@ class Occlusion(_Perturbation):
         (1, 1, 32, 32)
     """
 
+    def __init__(self, network, activation_fn, perturbation_per_eval=32, *, window=None, stride=None, chunk=None,
+                 output=None):
+        super().__init__(network, activation_fn, perturbation_per_eval, output=output)
+        self._window = None if window is None else _checks.check_size(window, "window")
+        self._stride = None if stride is None else _checks.check_size(stride, "stride")
+        if chunk is not None:
+            self._chunk = _checks.check_positive_int(chunk, "chunk")
+
     def __call__(self, inputs, targets):
-        return occlusion(self._network, self._activation_fn, inputs, targets, chunk=self._chunk).abs()
+        return occlusion(self._network, self._activation_fn, inputs, targets, window=self._window,
+                         stride=self._stride, chunk=self._chunk, output=self._output).abs()
 
 
 class RISE(_Perturbation):
@@ -155,8 +190,9 @@ class RISE(_Perturbation):
         ((2, 1, 32, 32), (2, 2, 32, 32))
     """
 
-    def __init__(self, network, activation_fn, perturbation_per_eval=32, seed=None, num_masks=6000):
-        super().__init__(network, activation_fn, perturbation_per_eval)
+    def __init__(self, network, activation_fn, perturbation_per_eval=32, seed=None, num_masks=6000, *,
+                 output=None):
+        super().__init__(network, activation_fn, perturbation_per_eval, output=output)
         self._seed = None if seed is None else _checks.check_seed(seed)
         self._num_masks = _checks.check_positive_int(num_masks, "num_masks")
 
@@ -168,7 +204,7 @@ class RISE(_Perturbation):
 
     def __call__(self, inputs, targets):
         return rise(self._network, self._activation_fn, inputs, targets, self._masks(inputs),
-                    chunk=self._chunk)
+                    chunk=self._chunk, output=self._output)
 
 
 class _StepDecay:
@@ -187,7 +223,9 @@ class OoDNet(nn.Cell):
     """Out-of-distribution network: the DeConf-C head (`xaifn.ood`) on a classifier's features.
 
     `underlying` must have `num_features` (int) and `output_features` (bool) attributes: with
-    `output_features` True it returns its (N, num_features) penultimate features. The underlying
+    `output_features` True it returns its (N, num_features) penultimate features. A network
+    without them (a mindcv model) is used through `head=`, the name of its classifier cell (a
+    Dense): the features are the input of that cell (`xaifn.features_view`). The underlying
     network is not modified: features come from a view of it that shares its Parameters, with
     `output_features` set on the view only. The head's parameters are this Cell's Parameters
     (`head`, `dense_w`, `dense_b`, `bn_gamma`, `bn_beta`, `bn_mean`, `bn_var`) and its forward
@@ -208,22 +246,24 @@ class OoDNet(nn.Cell):
         (1, 10)
     """
 
-    def __init__(self, underlying, num_classes):
+    def __init__(self, underlying, num_classes, *, head=None):
         super().__init__()
         _checks.check_cell(underlying, "underlying")
-        for attr, kind in (("num_features", numbers.Integral), ("output_features", bool)):
-            if not hasattr(underlying, attr):
-                raise AttributeError(f"`underlying` ({type(underlying).__name__}) must have the "
-                                     f"attribute {attr!r} ({kind.__name__}).")
-        if isinstance(underlying.num_features, bool) or not isinstance(underlying.num_features, numbers.Integral):
-            raise TypeError(f"`underlying.num_features` must be an int, got {underlying.num_features!r}.")
-        if not isinstance(underlying.output_features, bool):
-            raise TypeError(f"`underlying.output_features` must be a bool, got {underlying.output_features!r}.")
-        num_features = _checks.check_positive_int(underlying.num_features, "underlying.num_features")
+        if head is None:
+            num_features = self._check_contract(underlying)
+            features = network_view(underlying, output_features=True)
+        else:
+            name, cell = _views.find_head(underlying, head)
+            if isinstance(getattr(cell, "in_channels", None), bool) or \
+                    not isinstance(getattr(cell, "in_channels", None), numbers.Integral):
+                raise ValueError(f"`head` {name!r} ({type(cell).__name__}) has no int `in_channels`, so the "
+                                 "number of features is unknown; name a Dense classifier cell.")
+            num_features = int(cell.in_channels)
+            features = _views.features_view(underlying, name)
         self._num_classes = _checks.check_positive_int(num_classes, "num_classes")
         # plain attributes, not child cells: the user's Parameters keep their names and flags
         object.__setattr__(self, "_underlying", underlying)
-        object.__setattr__(self, "_features", network_view(underlying, output_features=True))
+        object.__setattr__(self, "_features", features)
         self._train_underlying = False
         for name, value in ood.init(0, num_features, self._num_classes).items():
             setattr(self, name, ms.Parameter(value, name=name, requires_grad=name in ood.TRAINABLE))
@@ -237,6 +277,20 @@ class OoDNet(nn.Cell):
     def underlying(self):
         """The underlying classifier (the user's Cell)."""
         return self._underlying
+
+    @staticmethod
+    def _check_contract(underlying):
+        """num_features of an underlying network with the spec's attributes."""
+        for attr, kind in (("num_features", numbers.Integral), ("output_features", bool)):
+            if not hasattr(underlying, attr):
+                raise AttributeError(f"`underlying` ({type(underlying).__name__}) must have the "
+                                     f"attribute {attr!r} ({kind.__name__}), or pass `head=` the name of its "
+                                     "classifier cell (e.g. head='classifier' for mindcv models).")
+        if isinstance(underlying.num_features, bool) or not isinstance(underlying.num_features, numbers.Integral):
+            raise TypeError(f"`underlying.num_features` must be an int, got {underlying.num_features!r}.")
+        if not isinstance(underlying.output_features, bool):
+            raise TypeError(f"`underlying.output_features` must be a bool, got {underlying.output_features!r}.")
+        return _checks.check_positive_int(underlying.num_features, "underlying.num_features")
 
     def params(self):
         """The head's parameters as the dict `xaifn.ood` works on."""
@@ -356,10 +410,11 @@ class RISEPlus(RISE):
         (2, 1, 32, 32)
     """
 
-    def __init__(self, ood_net, network, activation_fn, perturbation_per_eval=32, seed=None, num_masks=6000):
+    def __init__(self, ood_net, network, activation_fn, perturbation_per_eval=32, seed=None, num_masks=6000, *,
+                 output=None):
         if not isinstance(ood_net, OoDNet):
             raise TypeError(f"`ood_net` must be an xaifn.explanation.OoDNet, got {type(ood_net).__name__}.")
-        super().__init__(network, activation_fn, perturbation_per_eval, seed, num_masks)
+        super().__init__(network, activation_fn, perturbation_per_eval, seed, num_masks, output=output)
         self._ood_net = ood_net
         self._inlier = (None, None)
         self._warned_untrained = False
@@ -388,4 +443,4 @@ class RISEPlus(RISE):
     def __call__(self, inputs, targets):
         self._warn_if_untrained()
         return rise_plus(self._network, self._activation_fn, self._inlier_fn(), inputs, targets,
-                         self._masks(inputs), chunk=self._chunk)
+                         self._masks(inputs), chunk=self._chunk, output=self._output)

@@ -2,13 +2,14 @@
 
     map[n] = max_c abs(d(sum_m f(x)[m, t_m]) / dx[n, c])        (N, 1, H, W), no normalisation
 
-with the gradient passed back through each `nn.ReLU` by the method's rule (methods.md):
-Gradient R*1[z>0], Deconvolution max(R, 0), Guided Backpropagation max(R*1[z>0], 0).
+with the gradient passed back through each activation f by the method's rule (methods.md):
+Gradient R*f'(z), Deconvolution max(R, 0), Guided Backpropagation max(R*f'(z), 0); for ReLU,
+f'(z) = 1[z > 0]. `activations` chooses where the rules apply (`xaifn._rules`).
 """
 import mindspore as ms
 from mindspore import ops
 
-from xaifn import _cache, _checks, _views
+from xaifn import _cache, _checks, _rules
 
 
 def target_logit_sum(net_fn, inputs, targets):
@@ -42,7 +43,7 @@ def channel_max_abs(grads):
 def saliency(net_fn, inputs, targets):
     """channel_max_abs(input_gradient(...)): the traceable core of the gradient family.
 
-    Pass a `relu_rule_view` of a network as `net_fn` for Deconvolution or Guided Backpropagation.
+    Pass a `rule_view` of a network as `net_fn` for Deconvolution or Guided Backpropagation.
 
     Example, a Cell returning logits and a Guided Backpropagation map (any mode):
         >>> import numpy as np, mindspore as ms, xaifn
@@ -52,7 +53,7 @@ def saliency(net_fn, inputs, targets):
         ...     def __init__(self, net):
         ...         super().__init__()
         ...         self.net = net
-        ...         self.guided = xaifn.relu_rule_view(net, "guided_backprop")
+        ...         self.guided = xaifn.rule_view(net, "guided_backprop")
         ...     def construct(self, x, t):
         ...         return self.net(x), xaifn.saliency(self.guided, x, t)
         >>> logits, smap = Explained(LeNet5())(ms.Tensor(np.ones((2, 3, 32, 32)), ms.float32),
@@ -69,16 +70,21 @@ def _compiled_saliency(net_fn):
     return _cache.compiled(kernel)
 
 
-def _explain(net_fn, inputs, targets, rule, name):
+def _explain(net_fn, inputs, targets, rule, name, activations="all", output=None):
+    net_fn = _checks.check_explained(net_fn, output, name)
     labels = _checks.check_call(net_fn, inputs, targets, name=name)
     if rule == "gradient":
         build = lambda: _compiled_saliency(_cache.evaluable(net_fn))  # noqa: E731
-    else:
-        build = lambda: _compiled_saliency(_views.relu_rule_view(net_fn, rule))  # noqa: E731
-    return _cache.cached(net_fn, ("saliency", rule), build)(inputs, labels)
+        return _cache.cached(net_fn, ("saliency", rule), build)(inputs, labels)
+    activations = _rules.check_activations(activations)
+    sample = (tuple(inputs.shape[1:]), inputs.dtype)
+    _cache.cached(net_fn, ("reach", activations) + sample,
+                  lambda: _rules.check_reach(net_fn, activations, *sample, method=rule))
+    build = lambda: _compiled_saliency(_rules.rule_view(net_fn, rule, activations))  # noqa: E731
+    return _cache.cached(net_fn, ("saliency", rule, activations), build)(inputs, labels)
 
 
-def gradient(net_fn, inputs, targets):
+def gradient(net_fn, inputs, targets, *, output=None):
     """Gradient saliency: max over channels of abs(d f(x)[t] / dx), shape (N, 1, H, W).
 
     Args:
@@ -86,6 +92,8 @@ def gradient(net_fn, inputs, targets):
             callable from an (N, C, H, W) batch to (N, L) logits.
         inputs: float Tensor (N, C, H, W).
         targets: int, 0-D/1-D integer Tensor, or list of N ints, each in [0, L).
+        output: which output of a network returning several is explained: an index, a key, or a
+            function choosing it (None: the network must return one Tensor). Every method takes it.
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -94,11 +102,16 @@ def gradient(net_fn, inputs, targets):
         >>> xaifn.gradient(LeNet5(), x, 5).shape
         (2, 1, 32, 32)
     """
-    return _explain(net_fn, inputs, targets, "gradient", "net_fn")
+    return _explain(net_fn, inputs, targets, "gradient", "net_fn", output=output)
 
 
-def deconvolution(net, inputs, targets):
-    """Deconvolution saliency: the gradient with max(R, 0) at every `nn.ReLU` cell, (N, 1, H, W).
+def deconvolution(net, inputs, targets, *, activations="all", output=None):
+    """Deconvolution saliency: the gradient with max(R, 0) at every activation, (N, 1, H, W).
+
+    `activations`: "all" (default: every elementwise activation cell), "relu" (`nn.ReLU`, its
+    subclasses and `nn.ReLU6` only; the others pass the plain gradient) or a tuple of Cell types.
+    An activation applied to the input as a function (``ops.relu(x)`` in a construct) cannot take
+    the rule: ValueError naming the cell where it runs. `output` as in `xaifn.gradient`.
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -108,11 +121,13 @@ def deconvolution(net, inputs, targets):
         (1, 1, 32, 32)
     """
     _checks.check_cell(net, "net")
-    return _explain(net, inputs, targets, "deconvolution", "net")
+    return _explain(net, inputs, targets, "deconvolution", "net", activations, output)
 
 
-def guided_backprop(net, inputs, targets):
-    """Guided Backpropagation: the gradient with max(R*1[z>0], 0) at every `nn.ReLU`, (N, 1, H, W).
+def guided_backprop(net, inputs, targets, *, activations="all", output=None):
+    """Guided Backpropagation: the gradient with max(R*f'(z), 0) at every activation, (N, 1, H, W).
+
+    `activations` and `output` as in `xaifn.deconvolution`.
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -122,4 +137,30 @@ def guided_backprop(net, inputs, targets):
         (1, 1, 32, 32)
     """
     _checks.check_cell(net, "net")
-    return _explain(net, inputs, targets, "guided_backprop", "net")
+    return _explain(net, inputs, targets, "guided_backprop", "net", activations, output)
+
+
+def _compiled_input_x_gradient(net_fn):
+    def kernel(inputs, targets):
+        return inputs * input_gradient(net_fn, inputs, targets)
+    return _cache.compiled(kernel)
+
+
+def input_x_gradient(net_fn, inputs, targets, *, output=None):
+    """Input x Gradient: x * d f(x)[t] / dx, signed per channel, (N, C, H, W).
+
+    Arguments (`output` too) as in `xaifn.gradient`. The traceable core is
+    ``inputs * input_gradient(...)``.
+
+    Example:
+        >>> import numpy as np, mindspore as ms, xaifn
+        >>> from xaifn.models import LeNet5
+        >>> x = ms.Tensor(np.random.rand(2, 3, 32, 32), ms.float32)
+        >>> xaifn.input_x_gradient(LeNet5(), x, [1, 2]).shape
+        (2, 3, 32, 32)
+    """
+    net_fn = _checks.check_explained(net_fn, output)
+    labels = _checks.check_call(net_fn, inputs, targets)
+    kernel = _cache.cached(net_fn, ("input_x_gradient",),
+                           lambda: _compiled_input_x_gradient(_cache.evaluable(net_fn)))
+    return kernel(inputs, labels)

@@ -25,7 +25,7 @@ def default_window(size):
 
 @_cache.serialised
 def occlusion(net_fn, activation_fn, inputs, targets, window=None, stride=None, baseline=0.0,
-              chunk=DEFAULT_CHUNK):
+              chunk=DEFAULT_CHUNK, *, output=None):
     """Signed Occlusion saliency (N, l, H, W).
 
     Args:
@@ -34,6 +34,7 @@ def occlusion(net_fn, activation_fn, inputs, targets, window=None, stride=None, 
         stride: (sh, sw) or int, at most the window per side; default per side as in the module
             docstring.
         baseline: value written into the occluded window (default 0.0).
+        output: which output of a network returning several is explained (`xaifn.gradient`).
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -43,6 +44,7 @@ def occlusion(net_fn, activation_fn, inputs, targets, window=None, stride=None, 
         >>> xaifn.occlusion(LeNet5(), nn.Softmax(), x, 1, window=8, stride=4).shape
         (1, 1, 32, 32)
     """
+    net_fn = _checks.check_explained(net_fn, output)
     inputs, labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
     size = tuple(inputs.shape[2:])
     defaults = [default_window(side) for side in size]

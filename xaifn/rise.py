@@ -16,7 +16,7 @@ def probability_fn(net_fn, activation_fn):
 
 
 @_cache.serialised
-def rise(net_fn, activation_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK):
+def rise(net_fn, activation_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK, *, output=None):
     """RISE saliency (N, l, H, W) for targets (N, l) (l = 1 for int, 0-D or 1-D targets).
 
     Args:
@@ -31,6 +31,7 @@ def rise(net_fn, activation_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK):
             an int, the number of perturbed images per step. A byte budget is turned into images
             from the sizes of the network's intermediate outputs on one sample (measured once per
             network and image shape), so peak memory stays near it whatever the image size.
+        output: which output of a network returning several is explained (`xaifn.gradient`).
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -41,6 +42,7 @@ def rise(net_fn, activation_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK):
         >>> xaifn.rise(LeNet5(), nn.Softmax(), x, ms.Tensor([[1, 2], [3, 4]]), masks).shape
         (2, 2, 32, 32)
     """
+    net_fn = _checks.check_explained(net_fn, output)
     inputs, labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
     masks = _checks.check_masks(masks, *inputs.shape[2:])
     step = images_per_step(chunk, bytes_per_image(net_fn, inputs))

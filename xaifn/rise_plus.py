@@ -41,8 +41,9 @@ def _max_score_kernel(inlier_fn):
 
 
 @_cache.serialised
-def rise_plus(net_fn, activation_fn, inlier_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK):
-    """RISEPlus saliency (N, l, H, W); arguments as `xaifn.rise`, plus `inlier_fn`.
+def rise_plus(net_fn, activation_fn, inlier_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK, *,
+              output=None):
+    """RISEPlus saliency (N, l, H, W); arguments as `xaifn.rise` (`output` too), plus `inlier_fn`.
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -58,6 +59,7 @@ def rise_plus(net_fn, activation_fn, inlier_fn, inputs, targets, masks, chunk=DE
         (2, 1, 32, 32)
     """
     _checks.check_callable(inlier_fn, "inlier_fn")
+    net_fn = _checks.check_explained(net_fn, output)
     inputs, labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
     masks = _checks.check_masks(masks, *inputs.shape[2:])
     # keyed on the network, like the main kernel: rebuilt when a checkpoint is loaded into it
