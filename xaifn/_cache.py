@@ -159,11 +159,16 @@ def method_name(key):
     return next((part for part in key if isinstance(part, str) and part in METHODS), str(key[0]))
 
 
+def finite_mask(value):
+    """ops.isfinite(value), also for bfloat16 (which MindSpore's CPU IsFinite lacks)."""
+    return ops.isfinite(value.astype(ms.float32) if value.dtype == ms.bfloat16 else value)
+
+
 def check_finite_result(values, method):
     """Raise FloatingPointError if a method's result holds NaN or Inf (from non-finite logits or
     scores of the network: its weights, or an overflow), rather than return a plausible map."""
     for value in values if isinstance(values, (tuple, list)) else (values,):
-        if isinstance(value, ms.Tensor) and value.dtype != ms.bool_ and not bool(ops.isfinite(value).all()):
+        if isinstance(value, ms.Tensor) and value.dtype != ms.bool_ and not bool(finite_mask(value).all()):
             raise FloatingPointError(f"{method}: the network produced non-finite (NaN or Inf) logits or "
                                      "scores for these inputs, so no map is returned. Check its weights, "
                                      "or run it in a wider float type.")

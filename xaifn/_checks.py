@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 import mindspore as ms
-from mindspore import nn, ops
+from mindspore import nn
 
 from xaifn import _cache, _views
 
@@ -36,7 +36,7 @@ def check_inputs(inputs, name="inputs"):
 def check_finite(values, name):
     """Raise ValueError if the float Tensor `values` holds NaN or Inf (MindSpore's CPU ReLU and
     max-pool would silently drop NaN, giving a normal-looking map)."""
-    finite = ops.isfinite(values)
+    finite = _cache.finite_mask(values)
     if not bool(finite.all()):
         bad = int(values.size - int(finite.sum()))
         raise ValueError(f"`{name}` must be finite, got {bad} NaN or Inf value(s) of {values.size}.")
@@ -210,7 +210,7 @@ def check_call(net_fn, inputs, targets, allow_2d=False, name="net_fn"):
 def check_finite_parameters(network, name):
     """Return True if every float Parameter of `network` is finite, else raise ValueError naming one."""
     for param in network.get_parameters():
-        if param.dtype in _FLOAT_DTYPES and not bool(ops.isfinite(param).all()):
+        if param.dtype in _FLOAT_DTYPES and not bool(_cache.finite_mask(param).all()):
             raise ValueError(f"`{name}` has NaN or Inf in its Parameter {param.name!r}: its logits would "
                              "not be finite.")
     return True
