@@ -27,6 +27,7 @@ import xaifn
 from xaifn import ood
 from xaifn.models import LeNet5, SmallResNet
 from xaifn.occlusion import default_window
+from xaifn import _checks, _chunked
 from xaifn._chunked import DEFAULT_CHUNK
 
 
@@ -44,7 +45,10 @@ def timed(fn, repeats):
 
 
 def forward_cost(net, sample_shape, num_images, chunk):
-    """Seconds for the compiled eval-mode forward of `num_images` images in batches of `chunk`."""
+    """Seconds for the compiled eval-mode forward of `num_images` images in batches of `chunk`
+    (as many images per step as the methods use for that chunk: an int, or a byte budget)."""
+    sample = ms.Tensor(np.zeros((1,) + sample_shape), ms.float32)
+    chunk = _chunked.images_per_step(_checks.check_chunk(chunk), _chunked.bytes_per_image(net, sample))
     view = xaifn.network_view(net)
     forward = ms.jit(view)
     batch = ms.Tensor(np.random.default_rng(1).random((chunk,) + sample_shape), ms.float32)
@@ -114,7 +118,7 @@ import sys, numpy as np, mindspore as ms
 from mindspore import nn
 import xaifn
 from xaifn.models import LeNet5
-num_masks, chunk = int(sys.argv[1]), int(sys.argv[2])
+num_masks, chunk = int(sys.argv[1]), (int(sys.argv[2]) if sys.argv[2].isdigit() else sys.argv[2])
 x = ms.Tensor(np.random.default_rng(0).random((1, 3, 32, 32)), ms.float32)
 xaifn.rise(LeNet5(), nn.Softmax(), x, 1, xaifn.RiseMasks(0, num_masks, (32, 32)), chunk=chunk).asnumpy()
 # VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's peak on Linux
@@ -146,7 +150,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json")
-    parser.add_argument("--chunk", type=int, default=DEFAULT_CHUNK)
+    parser.add_argument("--chunk", type=lambda t: int(t) if t.isdigit() else t, default=DEFAULT_CHUNK,
+                        help="images per step (int) or a byte budget such as 128MiB")
     args = parser.parse_args(argv)
     repeats = 1 if args.quick else 2
     print("## chunk sweep: RISE on LeNet5, 1 image\n\n| chunk | RISE s | forward s | ratio | images/s |\n|---|---|---|---|---|")

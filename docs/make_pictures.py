@@ -3,16 +3,19 @@
     python -m xaifn demo --quick --output /tmp/demo
     python docs/make_pictures.py /tmp/demo
 
-Copies gallery.png and, for each method, stacks the demo's held-out images (the first column of
+Copies gallery.png and curves.png (the metrics' mean deletion / insertion curves) and, for each method, stacks the demo's held-out images (the first column of
 the gallery) above the method's row of overlays, so each method page shows image and map
-together. PNGs are re-encoded with Pillow's optimiser (each stays well under 200 KB).
+together. PNGs are re-encoded with Pillow's optimiser (each stays well under 200 KB; the gallery
+is reduced to a 256-colour palette).
 """
 import pathlib
 import sys
 
 from PIL import Image
 
-METHODS = ("gradient", "deconvolution", "guided_backprop", "gradcam", "occlusion", "rise", "rise_plus")
+METHODS = ("gradient", "deconvolution", "guided_backprop", "gradcam", "occlusion", "rise", "rise_plus",
+           "input_x_gradient", "integrated_gradients", "smooth_grad", "guided_gradcam", "gradcam_plus_plus",
+           "xgradcam", "layercam", "hirescam", "eigencam", "scorecam")
 CELL, PAD, TITLE = 96, 4, 16   # the demo's save_grid(cell_size=96) layout (xaifn.visual.GRID_*)
 STATIC = pathlib.Path(__file__).resolve().parent / "_static"
 
@@ -30,7 +33,9 @@ def main(demo_dir):
     demo = pathlib.Path(demo_dir)
     STATIC.mkdir(exist_ok=True)
     gallery = Image.open(demo / "gallery.png").convert("RGB")
-    gallery.save(STATIC / "gallery.png", optimize=True)
+    # the gallery has a column per method: a 256-colour palette keeps it under 200 KB
+    gallery.quantize(256, method=Image.Quantize.MEDIANCUT).save(STATIC / "gallery.png", optimize=True)
+    Image.open(demo / "curves.png").convert("RGB").save(STATIC / "curves.png", optimize=True)
     count = (gallery.height - TITLE - PAD) // (CELL + PAD)
     images = images_row(gallery, count)
     for name in METHODS:

@@ -83,8 +83,9 @@ def test_explain_writes_overlays_and_maps(user_model, tmp_path, method):
     for stem in ("a", "b"):
         saliency = np.load(tmp_path / f"{stem}_{method}.npy")
         assert saliency.shape == (1, 32, 32) and np.isfinite(saliency).all()
-        with Image.open(tmp_path / f"{stem}_{method}.png") as image:
-            assert image.size == (32, 32)
+        with Image.open(tmp_path / f"{stem}_{method}.png") as image:  # the 30 x 40 image under a caption
+            strip = visual.GRID_TITLE_HEIGHT + visual.GRID_PADDING
+            assert image.size[1] == 40 + strip and image.size[0] >= 30
 
 
 def test_explain_target_and_model_from_a_file(user_model, tmp_path):
@@ -94,7 +95,7 @@ def test_explain_target_and_model_from_a_file(user_model, tmp_path):
             str(where / "a.png"), "--target", "3", "--output", str(tmp_path)]
     assert cli.main(args) == 0
     import xaifn  # the map is the gradient of class 3 of the loaded network on the loaded image
-    x, _ = cli.load_images([str(where / "a.png")], (32, 32), [0.5], [0.25])
+    x, _, _ = cli.load_images([str(where / "a.png")], (32, 32), [0.5], [0.25])
     expected = xaifn.gradient(cli.load_network("xaifn.models:LeNet5", str(where / "net.ckpt")), ms.Tensor(x), 3)
     np.testing.assert_allclose(np.load(tmp_path / "a_gradient.npy"), expected.asnumpy()[0], rtol=1e-5, atol=1e-9)
 
@@ -108,7 +109,14 @@ def test_explain_target_and_model_from_a_file(user_model, tmp_path):
     (lambda a, w: a.extend(["--methods", "gradcam", "--layer", "conv9"]), "conv9"),
     (lambda a, w: a.extend(["--methods", "magic"]), "unknown method"),
     (lambda a, w: a.extend(["--methods", "rise_plus"]), "--ood-checkpoint"),
-    (lambda a, w: a.extend(["--target", "99"]), "targets"),
+    (lambda a, w: a.extend(["--target", "99"]), "--target 99 is out of range"),
+    (lambda a, w: a.extend(["--methods", " , "]), "--methods"),
+    (lambda a, w: a.extend(["--model-arg", "9=1"]), "--model-arg"),
+    (lambda a, w: a.extend(["--model-arg", "depth=3"]), "--model-arg depth"),
+    (lambda a, w: a.extend(["--mean", "0.1", "0.2"]), "--mean must give 1 or 3 values"),
+    (lambda a, w: a.extend(["--std", "0"]), "--std must be non-zero"),
+    (lambda a, w: a.extend(["--size", "0"]), "--size must be"),
+    (lambda a, w: a.extend(["--methods", "occlusion", "--chunk", "0"]), "chunk"),
 ])
 def test_explain_errors_are_one_clear_line(user_model, tmp_path, capsys, change, message):
     where = user_model

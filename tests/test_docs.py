@@ -13,7 +13,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 STATIC = DOCS / "_static"
 METHOD_PICTURES = ("gradient", "deconvolution", "guided_backprop", "gradcam", "occlusion", "rise",
-                   "rise_plus")
+                   "rise_plus", "input_x_gradient", "integrated_gradients", "smooth_grad", "guided_gradcam",
+                   "gradcam_plus_plus", "xgradcam", "layercam", "hirescam", "eigencam", "scorecam")
 METHOD_PAGES = METHOD_PICTURES
 MAX_PICTURE_BYTES = 200 * 1024
 

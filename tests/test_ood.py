@@ -547,7 +547,7 @@ def test_train_step_rejects_non_tensor_features_and_bad_rates(small_head):
         ood.train_step(params, state, np.zeros((5, 4), np.float32), labels, 0.1)
     with pytest.raises(TypeError):
         ood.train_step(params, state, features, labels, "0.1")
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="lr"):
         ood.train_step(params, state, features, labels, float("nan"))
 
 

@@ -50,6 +50,12 @@ def _calls(net, x, output, layer="conv"):
         "gradcam": lambda: xaifn.gradcam(net, x, 1, layer=layer, output=output),
         "occlusion": lambda: xaifn.occlusion(net, softmax, x, 1, window=3, stride=3, output=output),
         "rise": lambda: xaifn.rise(net, softmax, x, 1, masks, output=output),
+        "input_x_gradient": lambda: xaifn.input_x_gradient(net, x, 1, output=output),
+        "integrated_gradients": lambda: xaifn.integrated_gradients(net, x, 1, steps=4, output=output),
+        "gradcam_plus_plus": lambda: xaifn.gradcam_plus_plus(net, x, 1, layer=layer, output=output),
+        "eigencam": lambda: xaifn.eigencam(net, x, 1, layer=layer, output=output),
+        "scorecam": lambda: xaifn.scorecam(net, softmax, x, 1, layer=layer, output=output),
+        "guided_gradcam": lambda: xaifn.guided_gradcam(net, x, 1, layer=layer, output=output),
     }
 
 

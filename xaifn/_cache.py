@@ -1,50 +1,189 @@
-"""The compile cache: one compiled kernel per (owner, method key), rebuilt when weights move.
+"""The compile cache: one compiled kernel per (owner, method key), rebuilt when the owner changes.
 
-`ms.jit` compiles once per function object and input signature. A compiled function keeps
-reading the storage its Parameters had when it was compiled, so a checkpoint loaded afterwards
-(`load_param_into_net`, `set_data`) would be silently ignored; the storage addresses
-(`Parameter.data_ptr()`) are therefore part of the key, and a kernel is rebuilt when they change.
+Kernel key. An entry is found by (owner, key) and is valid for one *version* of the owner:
+
+* owner -- the explained network (a Cell, or a plain function, by identity), held weakly;
+* key -- the method and its settings; callables inside it (activation functions, inlier
+  functions) enter through `callable_key`, so equal stateless activations (two ``nn.Softmax()``,
+  ``ops.softmax``) and equal inlier functions (``ood.inlier_fn(params, f)`` made twice from the
+  same objects) share a kernel;
+* version -- for a Cell: the storage of its Parameters (``Parameter.data_ptr()``: a checkpoint
+  loaded with ``load_param_into_net`` or ``set_data`` moves it) and `structure`, a fingerprint of
+  its cell tree (each cell's name, type and identity, its primitives' settings and its plain
+  attribute values). Replacing a sub-cell (``net.act = nn.Tanh()``) or flipping a flag
+  (``net.output_features = True``) changes the version, and the next call rebuilds the view and
+  its kernels, so a call always explains the network as it is at that call. For a plain function
+  the version is empty: what it closes over is not seen.
+
+A warning is issued once per owner when `RECOMPILE_WARNING` kernels have been compiled for it:
+the sign of a key (or a version) that differs at every call.
+
+Threads. MindSpore's graph compiler, its jit cache and its PyNative executor are not thread-safe
+(concurrent first calls raise RuntimeErrors or crash). Every xaifn entry point that runs MindSpore
+therefore holds one process-wide re-entrant lock (`serialised`) while it does; see
+docs/design.rst, "Threads".
 """
 import collections
+import functools
+import threading
+import warnings
 import weakref
 
 import mindspore as ms
-from mindspore import nn
+from mindspore import nn, ops
+from mindspore.ops import Primitive
 
 from xaifn import _views
 
 _KERNELS = weakref.WeakKeyDictionary()
+_BUILDS = weakref.WeakKeyDictionary()
 #: Kernels kept per owner (least recently used dropped first): bounds memory when keys vary.
 MAX_KERNELS_PER_OWNER = 32
+#: Kernels compiled for one owner after which a "keeps recompiling" warning is issued (once).
+RECOMPILE_WARNING = 16
+_LOCK = threading.RLock()
+_CELL_ATTRIBUTES = frozenset(vars(nn.Cell()))
+_PLAIN = (type(None), bool, int, float, complex, str, bytes)
 
 
-def _weights_version(owner):
+def serialised(fn):
+    """`fn` run while holding xaifn's process-wide MindSpore lock (re-entrant)."""
+    @functools.wraps(fn)
+    def locked(*args, **kwargs):
+        with _LOCK:
+            return fn(*args, **kwargs)
+    return locked
+
+
+class Same:
+    """A key part equal only to the very same object; holds it, so its id is never reused."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __eq__(self, other):
+        return isinstance(other, Same) and other.obj is self.obj
+
+    def __hash__(self):
+        return id(self.obj)
+
+
+def _value_key(value, identity):
+    """A hashable stand-in for an attribute value: plain values and primitives by value."""
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, (tuple, list)) and len(value) <= 64:
+        return (type(value).__name__,) + tuple(_value_key(v, identity) for v in value)
+    if isinstance(value, Primitive):
+        return ("primitive", repr(value))
+    if isinstance(value, ms.dtype.Type):
+        return ("dtype", str(value))
+    return identity(value)
+
+
+def _cell_tree(cell, identity):
+    """(name, type, identity of the cell or None, attribute keys) for every cell under `cell`."""
+    entries = []
+    for name, sub in cell.cells_and_names():
+        attributes = tuple(sorted((k, _value_key(v, identity)) for k, v in vars(sub).items()
+                                  if k not in _CELL_ATTRIBUTES))
+        entries.append((name, type(sub), attributes))
+    return tuple(entries)
+
+
+def structure(cell):
+    """The structural fingerprint of a Cell's tree (see the module docstring). Cheap: no copy.
+
+    The cell itself is left out of the identities: the cache's entries for a network must not
+    keep that network alive.
+    """
+    cells = tuple(Same(sub) for _, sub in cell.cells_and_names() if sub is not cell)
+    return cells, _cell_tree(cell, Same)
+
+
+def callable_key(fn):
+    """The cache key of a callable argument (activation or inlier function).
+
+    Parameter-free Cells are keyed by their type and settings (two ``nn.Softmax()`` are equal);
+    functions carrying an ``xaifn_key`` attribute (``ood.inlier_fn``) by what it returns when
+    called (at each call, so it can include the current storage of Tensors);
+    ``functools.partial`` by its function and arguments; anything else by identity.
+    """
+    if isinstance(fn, nn.Cell) and not list(fn.get_parameters()):
+        return ("cell", _cell_tree(fn, Same))
+    custom = getattr(fn, "xaifn_key", None)
+    if custom is not None:
+        return ("custom", custom())
+    if isinstance(fn, functools.partial):
+        return ("partial", callable_key(fn.func), _value_key(fn.args, Same),
+                _value_key(tuple(sorted(fn.keywords.items())), Same))
+    return Same(fn)
+
+
+def _version(owner):
     if isinstance(owner, nn.Cell):
-        return tuple(p.data_ptr() for p in owner.get_parameters())
+        return tuple(p.data_ptr() for p in owner.get_parameters()), structure(owner)
     return None
 
 
+@serialised
 def cached(owner, key, build):
     """Return build()'s result, cached for `owner` (a Cell or function) under `key`.
 
-    The entry is rebuilt when the storage of `owner`'s Parameters has moved, and dropped when
-    `owner` is garbage collected.
+    The entry is rebuilt when `owner`'s version (Parameter storage, cell structure) has changed,
+    and dropped when `owner` is garbage collected. Runs under the process-wide lock.
     """
     table = _KERNELS.setdefault(owner, collections.OrderedDict())
-    version = _weights_version(owner)
+    version = _version(owner)
     entry = table.get(key)
     if entry is None or entry[0] != version:
         entry = (version, build())
         table[key] = entry
         while len(table) > MAX_KERNELS_PER_OWNER:
             table.popitem(last=False)
+        if isinstance(entry[1], _Compiled):
+            entry[1].method = entry[1].method and method_name(key)
+            _count_build(owner)
     table.move_to_end(key)
     return entry[1]
 
 
+#: Method names, as they appear in kernel keys, for error messages.
+METHODS = ("gradient", "deconvolution", "guided_backprop", "gradcam", "rise_plus", "rise", "occlusion")
+
+
+def method_name(key):
+    """The explanation method a kernel key belongs to (its first part naming one), else key[0]."""
+    return next((part for part in key if isinstance(part, str) and part in METHODS), str(key[0]))
+
+
+def check_finite_result(values, method):
+    """Raise FloatingPointError if a method's result holds NaN or Inf (from non-finite logits or
+    scores of the network: its weights, or an overflow), rather than return a plausible map."""
+    for value in values if isinstance(values, (tuple, list)) else (values,):
+        if isinstance(value, ms.Tensor) and value.dtype != ms.bool_ and not bool(ops.isfinite(value).all()):
+            raise FloatingPointError(f"{method}: the network produced non-finite (NaN or Inf) logits or "
+                                     "scores for these inputs, so no map is returned. Check its weights, "
+                                     "or run it in a wider float type.")
+    return values
+
+
+def _count_build(owner):
+    count = _BUILDS.get(owner, 0) + 1
+    _BUILDS[owner] = count
+    if count == RECOMPILE_WARNING:
+        name = type(owner).__name__ if isinstance(owner, nn.Cell) else getattr(owner, "__name__", "net_fn")
+        warnings.warn(f"xaifn has compiled {count} kernels for {name}: it keeps recompiling. Pass the "
+                      "same (or an equal, parameter-free) activation_fn / inlier_fn at each call, and "
+                      "avoid replacing Parameters or cells of the network between calls.",
+                      RuntimeWarning, stacklevel=4)
+
+
 def evaluable(net_fn):
     """The eval-mode view of a Cell (or a plain function itself), built once and shared by every
-    kernel and check of that network (rebuilt with them when its weights move)."""
+    kernel and check of that network (rebuilt with them when the network changes)."""
     return cached(net_fn, ("evaluable",), lambda: _views.evaluable(net_fn))
 
 
@@ -57,25 +196,36 @@ def selected(net_fn, output):
 
 
 class _Compiled(nn.Cell):
-    """`fn` compiled by `ms.jit`, held by a Cell of its own.
+    """`fn` compiled by `ms.jit`, held by a Cell of its own; calls hold the process-wide lock.
 
     MindSpore names the graph of a Cell's method after that Cell, so one kernel per network and
     method compiles quietly; plain `@ms.jit` closures made from one `def` share a name and log a
     "compiled again" warning for every new network.
     """
 
-    def __init__(self, fn):
+    def __init__(self, fn, checked=True):
         super().__init__(auto_prefix=False)
         self.fn = fn
+        #: the method named in errors about non-finite results; "" for kernels not checked
+        self.method = "kernel" if checked else ""
+
+    def __call__(self, *args):
+        with _LOCK:
+            out = super().__call__(*args)
+            return check_finite_result(out, self.method) if self.method else out
 
     @ms.jit
     def construct(self, *args):
         return self.fn(*args)
 
 
-def compiled(fn):
-    """`fn` compiled with `ms.jit` (once per input signature), as a callable."""
-    return _Compiled(fn)
+def compiled(fn, checked=True):
+    """`fn` compiled with `ms.jit` (once per input signature), as a callable.
+
+    When `checked`, results that hold NaN or Inf raise FloatingPointError naming the method of the
+    kernel's cache key (`cached`); pass checked=False for a kernel whose caller checks.
+    """
+    return _Compiled(fn, checked)
 
 
 def training_step(loss_of, optimizer):
@@ -87,4 +237,4 @@ def training_step(loss_of, optimizer):
         loss, grads = grad_fn(inputs, labels)
         optimizer(grads)
         return loss
-    return compiled(step)
+    return compiled(step, checked=False)

@@ -6,6 +6,7 @@ explanation is computed on an eval-mode view that shares the network's Parameter
 network's own flags are left as they were.
 """
 import numbers
+import warnings
 
 import numpy as np
 import mindspore as ms
@@ -347,6 +348,8 @@ class OoDNet(nn.Cell):
             optimizer = optimizer if optimizer is not None else default_optimizer
             scheduler = scheduler if scheduler is not None else default_scheduler
         steps = dataset.get_dataset_size()
+        if not steps:
+            raise ValueError("`dataset` yielded no batch: there is nothing to train the OoDNet on.")
         if isinstance(getattr(scheduler, "learning_rate_function", None), _StepDecay):
             scheduler.learning_rate_function.steps_per_epoch = steps
         callbacks = [scheduler] + (list(callbacks) if isinstance(callbacks, (list, tuple))
@@ -356,6 +359,19 @@ class OoDNet(nn.Cell):
             self._fit(dataset, loss_fn, optimizer, callbacks, epoch, steps)
         finally:
             self.set_train(False)
+
+    def _check_batch(self, row, index):
+        """(images, labels) of one dataset row, or a ValueError naming the batch."""
+        if len(row) != 2:
+            raise ValueError(f"`dataset` batch {index} must have 2 columns (images, one-hot labels), "
+                             f"got {len(row)}.")
+        labels = row[1]
+        if labels.ndim != 2 or labels.shape[1] != self._num_classes:
+            raise ValueError(f"`dataset` batch {index}: labels must be one-hot (N, {self._num_classes}) "
+                             f"(num_classes columns), got shape {tuple(labels.shape)}"
+                             + (" (class indices? one-hot encode them, e.g. with "
+                                "mindspore.dataset.transforms.OneHot)." if labels.ndim == 1 else "."))
+        return row[0], labels
 
     def _fit(self, dataset, loss_fn, optimizer, callbacks, epochs, steps):
         def loss_of(images, labels):
@@ -369,7 +385,8 @@ class OoDNet(nn.Cell):
             manager.on_train_begin(context)
             for cb_params.cur_epoch_num in range(1, epochs + 1):
                 manager.on_train_epoch_begin(context)
-                for images, labels in dataset.create_tuple_iterator(num_epochs=1):
+                for row in dataset.create_tuple_iterator(num_epochs=1):
+                    images, labels = self._check_batch(row, cb_params.cur_step_num)
                     cb_params.cur_step_num += 1
                     manager.on_train_step_begin(context)
                     cb_params.net_outputs = step(images, labels.astype(ms.float32))
@@ -400,6 +417,7 @@ class RISEPlus(RISE):
         super().__init__(network, activation_fn, perturbation_per_eval, seed, num_masks, output=output)
         self._ood_net = ood_net
         self._inlier = (None, None)
+        self._warned_untrained = False
 
     def _inlier_fn(self):
         """ood_net's inlier score; renewed when the storage of its head's or its underlying
@@ -411,6 +429,18 @@ class RISEPlus(RISE):
             self._inlier = (version, ood.inlier_fn(self._ood_net.params(), features))
         return self._inlier[1]
 
+    def _warn_if_untrained(self):
+        """RISEPlus with the head as `OoDNet` made it weights by an untrained score: say so, once."""
+        if self._warned_untrained:
+            return
+        head = self._ood_net.head.asnumpy()
+        if np.array_equal(head, ood.init(0, head.shape[1], head.shape[0])["head"].asnumpy()):
+            self._warned_untrained = True
+            warnings.warn("RISEPlus: the OoDNet's head is untrained (as initialised), so its inlier "
+                          "scores are meaningless; train it first (OoDNet.train or xaifn.ood.fit).",
+                          UserWarning, stacklevel=3)
+
     def __call__(self, inputs, targets):
+        self._warn_if_untrained()
         return rise_plus(self._network, self._activation_fn, self._inlier_fn(), inputs, targets,
                          self._masks(inputs), chunk=self._chunk, output=self._output)

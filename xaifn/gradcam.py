@@ -50,18 +50,39 @@ def layer_activation_gradient(probed, inputs, targets):
     return probe.store.value(), grads
 
 
+def gradcam_cam(activation, grads):
+    """sum_k mean_hw(dA_k) A_k, before the ReLU: (N, 1, h, w). Traceable."""
+    return (grads.mean(axis=(2, 3), keep_dims=True) * activation).sum(axis=1, keepdims=True)
+
+
 def gradcam_map(activation, grads, size):
     """ReLU(sum_k mean_hw(dA_k) A_k) resized bilinearly to `size` (H, W): (N, 1, H, W). Traceable."""
-    alpha = grads.mean(axis=(2, 3), keep_dims=True)
-    cam = ops.relu((alpha * activation).sum(axis=1, keepdims=True))
-    return resize(cam, size)
+    return resize(ops.relu(gradcam_cam(activation, grads)), size)
 
 
 def resize(cam, size):
-    """(N, 1, h, w) -> (N, 1, H, W) by float bilinear interpolation, half-pixel centres. Traceable."""
+    """(N, l, h, w) -> (N, l, H, W) by float bilinear interpolation, half-pixel centres. Traceable."""
     if tuple(cam.shape[2:]) == tuple(size):
         return cam
     return ops.interpolate(cam, size=size, mode="bilinear", align_corners=False)
+
+
+_CAM_MAPS = {}
+
+
+def cam_map(cam_fn, resized=True):
+    """The `cam(A, dA, size)` of `layer_cam` for a CAM variant `cam_fn(A, dA)` (the map before the
+    ReLU): ReLU, then resized to `size` unless `resized` is False. One function object per
+    (cam_fn, resized), so that its kernels are cached."""
+    key = (cam_fn, resized)
+    if key not in _CAM_MAPS:
+        def at_input_size(activation, grads, size):
+            return resize(ops.relu(cam_fn(activation, grads)), size)
+
+        def at_layer_size(activation, grads, size):  # pylint: disable=unused-argument
+            return ops.relu(cam_fn(activation, grads))
+        _CAM_MAPS[key] = at_input_size if resized else at_layer_size
+    return _CAM_MAPS[key]
 
 
 # ---- reshape: a layer's output as (N, K, h, w) -------------------------------------------------
@@ -178,8 +199,7 @@ def layer_cam(net, inputs, targets, layer, reshape, cam, output=None):
     _checks.check_inputs(inputs)
     if reshape is not None:
         _checks.check_callable(reshape, "reshape")
-    output = _checks.check_output(output)
-    explained = _cache.selected(net, output)
+    explained = _checks.check_explained(net, output, "net")
     size = tuple(inputs.shape[2:])
     if layer == "":
         if reshape is not None:
@@ -209,13 +229,13 @@ def layer_cam(net, inputs, targets, layer, reshape, cam, output=None):
     return kernel(inputs, labels)
 
 
-def gradcam(net, inputs, targets, layer="", reshape=None, *, output=None):
+def gradcam(net, inputs, targets, layer="", reshape=None, resize=True, *, output=None):  # pylint: disable=redefined-outer-name
     """GradCAM saliency at the cell named `layer` (a name of `net.cells_and_names()`), (N, 1, H, W).
 
     The layer must be called exactly once per forward pass; '' explains at the input. The backward
     pass stops at the layer. `reshape` turns the layer's output into (N, K, h, w) (None: recognised
-    from the shape, see `reshape_for`; ViT blocks and Swin stages need nothing). `output` as in
-    `xaifn.gradient`.
+    from the shape, see `reshape_for`; ViT blocks and Swin stages need nothing). `resize=False`
+    returns the map at the layer's resolution (N, 1, h, w). `output` as in `xaifn.gradient`.
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -224,4 +244,6 @@ def gradcam(net, inputs, targets, layer="", reshape=None, *, output=None):
         >>> xaifn.gradcam(SmallResNet(), x, 5, layer="stages.2").shape  # non-square is fine
         (2, 1, 32, 48)
     """
-    return layer_cam(net, inputs, targets, layer, reshape, gradcam_map, output)
+    _checks.check_bool(resize, "resize")
+    return layer_cam(net, inputs, targets, layer, reshape, gradcam_map if resize else cam_map(gradcam_cam, False),
+                     output)

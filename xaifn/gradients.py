@@ -71,8 +71,7 @@ def _compiled_saliency(net_fn):
 
 
 def _explain(net_fn, inputs, targets, rule, name, activations="all", output=None):
-    _checks.check_callable(net_fn, name)
-    net_fn = _cache.selected(net_fn, _checks.check_output(output))
+    net_fn = _checks.check_explained(net_fn, output, name)
     labels = _checks.check_call(net_fn, inputs, targets, name=name)
     if rule == "gradient":
         build = lambda: _compiled_saliency(_cache.evaluable(net_fn))  # noqa: E731
@@ -139,3 +138,29 @@ def guided_backprop(net, inputs, targets, *, activations="all", output=None):
     """
     _checks.check_cell(net, "net")
     return _explain(net, inputs, targets, "guided_backprop", "net", activations, output)
+
+
+def _compiled_input_x_gradient(net_fn):
+    def kernel(inputs, targets):
+        return inputs * input_gradient(net_fn, inputs, targets)
+    return _cache.compiled(kernel)
+
+
+def input_x_gradient(net_fn, inputs, targets, *, output=None):
+    """Input x Gradient: x * d f(x)[t] / dx, signed per channel, (N, C, H, W).
+
+    Arguments (`output` too) as in `xaifn.gradient`. The traceable core is
+    ``inputs * input_gradient(...)``.
+
+    Example:
+        >>> import numpy as np, mindspore as ms, xaifn
+        >>> from xaifn.models import LeNet5
+        >>> x = ms.Tensor(np.random.rand(2, 3, 32, 32), ms.float32)
+        >>> xaifn.input_x_gradient(LeNet5(), x, [1, 2]).shape
+        (2, 3, 32, 32)
+    """
+    net_fn = _checks.check_explained(net_fn, output)
+    labels = _checks.check_call(net_fn, inputs, targets)
+    kernel = _cache.cached(net_fn, ("input_x_gradient",),
+                           lambda: _compiled_input_x_gradient(_cache.evaluable(net_fn)))
+    return kernel(inputs, labels)

@@ -11,6 +11,9 @@ import numpy as np
 
 from xaifn import _checks
 
+#: Masks upsampled at once when rendering: bounds the float64 temporaries (not the result).
+_RENDER_BLOCK = 32
+
 
 def _bilinear_matrix(size_in, size_out):
     """(size_out, size_in) matrix of float bilinear interpolation with half-pixel centres."""
@@ -84,10 +87,12 @@ class RiseMasks(_MaskSet):
 
     def _render(self, start, stop):
         height, width = self.shape[2:]
-        up = self._up_h @ self._grids[start:stop].astype(np.float64) @ self._up_w.T  # (k, H', W')
         masks = np.empty((stop - start, 1, height, width), np.float32)
-        for i, (top, left) in enumerate(self._offsets[start:stop]):
-            masks[i, 0] = up[i, top:top + height, left:left + width]
+        for first in range(start, stop, _RENDER_BLOCK):  # the float64 upsampled grids, a block at a time
+            last = min(stop, first + _RENDER_BLOCK)
+            up = self._up_h @ self._grids[first:last].astype(np.float64) @ self._up_w.T  # (k, H', W')
+            for i, (top, left) in enumerate(self._offsets[first:last]):
+                masks[first - start + i, 0] = up[i, top:top + height, left:left + width]
         return masks
 
 

@@ -20,7 +20,6 @@ Example:
     >>> ood.scores(params, feats).shape
     (16, 3)
 """
-import numbers
 
 import numpy as np
 import mindspore as ms
@@ -56,6 +55,7 @@ def init(seed, num_features, num_classes):
 
 def init_opt_state(params):
     """SGD-momentum state: a zero velocity for each trainable parameter."""
+    _checks.check_ood_params(params, TRAINABLE + STATISTICS)
     return {k: ops.zeros_like(params[k]) for k in TRAINABLE}
 
 
@@ -129,6 +129,7 @@ def soft_labels(labels, num_classes):
     return ms.Tensor(np.eye(num_classes, dtype=np.float32)[array])
 
 
+@_cache.serialised
 def train_step(params, opt_state, features, labels, lr, momentum=0.9, weight_decay=1e-4):
     """One compiled SGD step with momentum and weight decay; returns (params, opt_state, loss).
 
@@ -136,6 +137,9 @@ def train_step(params, opt_state, features, labels, lr, momentum=0.9, weight_dec
     g += weight_decay * p (not for bn_gamma/bn_beta); v = momentum * v + g; p -= lr * v.
     The batch-norm running statistics are updated from the batch.
     """
+    _checks.check_ood_params(params, TRAINABLE + STATISTICS)
+    if not isinstance(opt_state, dict) or any(k not in opt_state for k in TRAINABLE):
+        raise ValueError(f"`opt_state` must be a dict with the keys {list(TRAINABLE)} (from init_opt_state).")
     features = _checks.check_features(features, params["head"].shape[1])
     targets = soft_labels(labels, params["head"].shape[0])
     if targets.shape[0] != features.shape[0]:
@@ -157,11 +161,15 @@ def learning_rate(epoch, lr=0.1, decay=0.1, decay_every=30):
 
 def _batches(data):
     """One epoch of (inputs, labels) pairs from a re-iterable or a mindspore.dataset."""
-    if hasattr(data, "create_tuple_iterator"):
-        return ((row[0], row[1]) for row in data.create_tuple_iterator(num_epochs=1))
-    return iter(data)
+    rows = data.create_tuple_iterator(num_epochs=1) if hasattr(data, "create_tuple_iterator") else iter(data)
+    for index, row in enumerate(rows):
+        if not isinstance(row, (tuple, list)) or len(row) != 2:
+            kind = f"{len(row)} items" if isinstance(row, (tuple, list)) else type(row).__name__
+            raise ValueError(f"`data` batch {index} must be a pair (inputs, labels), got {kind}.")
+        yield row[0], row[1]
 
 
+@_cache.serialised
 def fit(params, data, features_fn=None, epochs=90, lr=0.1, momentum=0.9, weight_decay=1e-4,
         decay=0.1, decay_every=30, opt_state=None, progress=None):
     """Train the head on `data` with the original's schedule; returns (params, opt_state, losses).
@@ -181,9 +189,10 @@ def fit(params, data, features_fn=None, epochs=90, lr=0.1, momentum=0.9, weight_
     """
     epochs = _checks.check_positive_int(epochs, "epochs")
     decay_every = _checks.check_positive_int(decay_every, "decay_every")
+    _checks.check_ood_params(params, TRAINABLE + STATISTICS)
     if features_fn is not None:
         _checks.check_callable(features_fn, "features_fn")
-        features_fn = _cache.cached(features_fn, ("features",), lambda: _cache.compiled(features_fn))
+        features_fn = _cache.cached(features_fn, ("features",), lambda: _cache.compiled(features_fn, checked=False))
     opt_state = init_opt_state(params) if opt_state is None else opt_state
     losses = []
     for epoch in range(epochs):
@@ -191,8 +200,14 @@ def fit(params, data, features_fn=None, epochs=90, lr=0.1, momentum=0.9, weight_
         for inputs, labels in _batches(data):
             inputs = inputs if isinstance(inputs, ms.Tensor) else ms.Tensor(np.asarray(inputs), ms.float32)
             features = inputs if features_fn is None else features_fn(inputs)
-            params, opt_state, loss = train_step(params, opt_state, features, labels, rate,
-                                                 momentum, weight_decay)
+            where = f"`data` batch {count} (epoch {epoch})"
+            try:  # train_step refuses non-finite features, bad labels: say which batch
+                params, opt_state, loss = train_step(params, opt_state, features, labels, rate,
+                                                     momentum, weight_decay)
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"{where}: {error}") from None
+            if not np.isfinite(float(loss)):
+                raise FloatingPointError(f"{where}: the loss is {float(loss)}; lower `lr` or check the data.")
             total, count = total + float(loss), count + 1
         if count == 0:
             raise ValueError("`data` yielded no batch.")
@@ -202,18 +217,31 @@ def fit(params, data, features_fn=None, epochs=90, lr=0.1, momentum=0.9, weight_
     return params, opt_state, losses
 
 
+@_cache.serialised
 def save(params, path):
     """Save params to a MindSpore checkpoint (`.ckpt`)."""
     ms.save_checkpoint([{"name": k, "data": v} for k, v in params.items()], str(path))
 
 
+@_cache.serialised
 def load(path):
     """Load params saved by `save`: a dict of Tensors."""
     return {k: ms.Tensor(v.asnumpy()) for k, v in ms.load_checkpoint(str(path)).items()}
 
 
 def inlier_fn(params, features_fn):
-    """images -> (N, L) in-distribution scores: `scores(params, features_fn(images))`, for RISEPlus."""
+    """images -> (N, L) in-distribution scores: `scores(params, features_fn(images))`, for RISEPlus.
+
+    Two inlier functions made from the same `features_fn` and the same parameter Tensors are equal
+    for xaifn's compile cache: RISEPlus compiles once for both.
+    """
+    _checks.check_ood_params(params, ("head",) + TRAINABLE[1:2])
+    _checks.check_callable(features_fn, "features_fn")
+
     def inlier(images):
         return scores(params, features_fn(images))
+    def key():  # the same objects, and their storage now (a checkpoint loaded into them moves it)
+        return ("ood.inlier_fn", _cache.callable_key(features_fn),
+                tuple((k, _cache.Same(v), v.data_ptr()) for k, v in sorted(params.items())))
+    inlier.xaifn_key = key
     return inlier

@@ -14,7 +14,7 @@ classifier is refused by MindSpore; use a view of the classifier itself (`xaifn.
 from mindspore import ops
 
 from xaifn import _cache, _checks
-from xaifn._chunked import DEFAULT_CHUNK, perturbation_sums
+from xaifn._chunked import DEFAULT_CHUNK, bytes_per_image, images_per_step, perturbation_sums
 
 EPS = 2.22e-16
 
@@ -40,6 +40,7 @@ def _max_score_kernel(inlier_fn):
     return _cache.compiled(max_score)
 
 
+@_cache.serialised
 def rise_plus(net_fn, activation_fn, inlier_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK, *,
               output=None):
     """RISEPlus saliency (N, l, H, W); arguments as `xaifn.rise` (`output` too), plus `inlier_fn`.
@@ -58,18 +59,20 @@ def rise_plus(net_fn, activation_fn, inlier_fn, inputs, targets, masks, chunk=DE
         (2, 1, 32, 32)
     """
     _checks.check_callable(inlier_fn, "inlier_fn")
-    net_fn = _cache.selected(_checks.check_callable(net_fn, "net_fn"), _checks.check_output(output))
-    labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
+    net_fn = _checks.check_explained(net_fn, output)
+    inputs, labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
     masks = _checks.check_masks(masks, *inputs.shape[2:])
     # keyed on the network, like the main kernel: rebuilt when a checkpoint is loaded into it
-    max_score = _cache.cached(net_fn, ("max_score", inlier_fn), lambda: _max_score_kernel(inlier_fn))
+    inlier_key, activation_key = _cache.callable_key(inlier_fn), _cache.callable_key(activation_fn)
+    max_score = _cache.cached(net_fn, ("max_score", "rise_plus", inlier_key), lambda: _max_score_kernel(inlier_fn))
     s_max = max_score(inputs)
     s_min = max_score(ops.zeros((1,) + tuple(inputs.shape[1:]), inputs.dtype))
     aux = ops.stack([ops.broadcast_to(s_min, s_max.shape), s_max], axis=1)
     build = lambda: weighted_probability_fn(_cache.evaluable(net_fn), activation_fn, inlier_fn)  # noqa: E731
     try:
-        sums = perturbation_sums(build, inputs, labels, masks, chunk,
-                                 (net_fn, ("rise_plus", activation_fn, inlier_fn)), aux=aux)
+        step = images_per_step(chunk, bytes_per_image(net_fn, inputs, forwards=2))  # + the inlier forward
+        sums = perturbation_sums(build, inputs, labels, masks, step,
+                                 (net_fn, ("rise_plus", activation_key, inlier_key)), aux=aux)
     except RuntimeError as error:
         if "already exists" not in str(error):
             raise

@@ -9,6 +9,9 @@ works on the (N, 1, H, W) / (N, l, H, W) results of the explanation methods::
     overlay(images, maps)    uint8 (N, l, H, W, 3) alpha blend of heat map over image
     to_pil(array)            PIL images
     save_grid(path, rows)    one PNG of a titled grid of pictures
+    plot_curves(path, curves)  a line chart (e.g. deletion / insertion curves of xaifn.metrics)
+    resize_map(map, size)    one (h, w) map resampled (bilinear) to an image's own (H, W)
+    captioned(picture, text) a picture with a line of text above it
 
 Colour maps (`COLORMAPS`, 256 x 3 uint8 tables, linear interpolation between anchor colours):
 
@@ -25,7 +28,7 @@ import mindspore as ms
 from PIL import Image, ImageDraw, ImageFont
 
 __all__ = ["COLORMAPS", "make_colormap", "normalize", "colorize", "to_uint8_image", "overlay",
-           "to_pil", "save_grid"]
+           "to_pil", "save_grid", "plot_curves", "CURVE_COLORS", "resize_map", "captioned"]
 
 # (position in [0, 1], (R, G, B)) anchors; positions increase from exactly 0 to exactly 1.
 _INFERNO_ANCHORS = tuple(zip(np.linspace(0.0, 1.0, 10), (
@@ -455,4 +458,163 @@ def save_grid(path, rows, titles=None, row_labels=None, cell_size=None):
         x = left + pad + j * (width + pad)
         _draw_centred(draw, _fit(draw, title, font, width + pad), font, (x + width / 2, (top + pad) / 2))
     canvas.save(path, format="PNG")
+    return canvas
+
+
+# ------------------------------------------------------------------------------------------------
+# curves (xaifn.metrics' deletion / insertion / ROAD curves)
+# ------------------------------------------------------------------------------------------------
+
+#: Line colours of `plot_curves`, in order (the ten "tableau" colours).
+CURVE_COLORS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+                (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+#: plot_curves layout (pixels): margins left of / below the axes, above them, legend width.
+CURVE_MARGINS = dict(left=40, bottom=28, top=20, right=8, legend=120)
+
+
+def _check_xs(xs, count):
+    if xs is None:
+        return np.linspace(0.0, 1.0, count) if count > 1 else np.zeros(1)
+    xs = np.asarray(xs, np.float64) if isinstance(xs, (list, tuple)) else xs
+    xs = _finite(_as_array(xs, "xs"), "xs").astype(np.float64).reshape(-1)
+    if xs.size != count:
+        raise ValueError(f"`xs` must hold one value per curve point ({count}), got {xs.size}.")
+    return xs
+
+
+def plot_curves(path, curves, labels=None, title=None, xs=None, y_range=(0.0, 1.0), size=(360, 240)):
+    """Draw K curves as a line chart with axes, ticks and a legend; save it as PNG; return the image.
+
+    Args:
+        path: file name or writable binary file object, or None (not saved).
+        curves: (S,) or (K, S) Tensor or array, e.g. the mean over samples of the curves returned by
+            ``xaifn.metrics.deletion_auc(..., return_curve=True)``.
+        labels: None or one str per curve (drawn in a legend on the right).
+        title: None or a str drawn above the axes.
+        xs: the S x positions, a list, array or Tensor (default: evenly spaced in [0, 1], e.g. the
+            fraction of pixels removed).
+        y_range: (low, high) of the y axis, or None for the data's range.
+        size: (width, height) of the whole picture in pixels.
+
+    Colours follow `CURVE_COLORS` in order (cycling). Pure Pillow: no plotting library needed.
+
+    Example:
+        >>> import io, numpy as np
+        >>> from xaifn import visual
+        >>> curves = np.array([[1.0, 0.5, 0.2, 0.1], [1.0, 0.9, 0.8, 0.6]])
+        >>> visual.plot_curves(io.BytesIO(), curves, labels=["good", "poor"], title="deletion").size
+        (360, 240)
+    """
+    values = _finite(_as_array(curves, "curves"), "curves").astype(np.float64)
+    values = values[None] if values.ndim == 1 else values
+    if values.ndim != 2:
+        raise ValueError(f"`curves` must be (S,) or (K, S), got shape {values.shape}.")
+    labels = _labels(labels, len(values), "labels")
+    xs = _check_xs(xs, values.shape[1])
+    if y_range is None:
+        low, high = float(values.min()), float(values.max())
+        high = high if high > low else low + 1.0
+    elif (isinstance(y_range, (tuple, list)) and len(y_range) == 2
+          and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in y_range)):
+        low, high = float(y_range[0]), float(y_range[1])
+        if not low < high:
+            raise ValueError(f"`y_range` must have low < high, got {y_range!r}.")
+    else:
+        raise TypeError(f"`y_range` must be None or a pair (low, high) of numbers, got {y_range!r}.")
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"`title` must be None or a str, got {type(title).__name__}.")
+    width, height = _check_cell_size(size)
+    m = CURVE_MARGINS
+    legend = m["legend"] if labels is not None else 0
+    box = (m["left"], m["top"], width - m["right"] - legend, height - m["bottom"])
+    if box[2] - box[0] < 10 or box[3] - box[1] < 10:
+        raise ValueError(f"`size` {size!r} leaves no room for the axes.")
+    x_low, x_high = float(xs.min()), float(xs.max())
+    x_span = x_high - x_low or 1.0
+
+    def point(x, y):
+        return (box[0] + (x - x_low) / x_span * (box[2] - box[0]),
+                box[3] - (min(max(y, low), high) - low) / (high - low) * (box[3] - box[1]))
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for fraction in (0.0, 0.5, 1.0):                                   # grid and tick labels
+        y = low + fraction * (high - low)
+        _, py = point(x_low, y)
+        draw.line([(box[0], py), (box[2], py)], fill=(225, 225, 225))
+        text = f"{y:.2g}"
+        draw.text((box[0] - 4 - draw.textlength(text, font=font), py - 5), text, fill=(0, 0, 0), font=font)
+        x = x_low + fraction * x_span
+        px, _ = point(x, low)
+        text = f"{x:.2g}"
+        draw.text((px - draw.textlength(text, font=font) / 2, box[3] + 4), text, fill=(0, 0, 0), font=font)
+    draw.rectangle(box, outline=(0, 0, 0))
+    for k, row in enumerate(values):
+        colour = CURVE_COLORS[k % len(CURVE_COLORS)]
+        points = [point(x, y) for x, y in zip(xs, row)]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2)
+        else:
+            draw.ellipse([points[0][0] - 2, points[0][1] - 2, points[0][0] + 2, points[0][1] + 2], fill=colour)
+        if labels is not None:
+            y = box[1] + 6 + 14 * k
+            draw.line([(box[2] + 8, y), (box[2] + 24, y)], fill=colour, width=2)
+            draw.text((box[2] + 28, y - 6), _fit(draw, labels[k], font, legend - 32), fill=(0, 0, 0), font=font)
+    if title is not None:
+        _draw_centred(draw, _fit(draw, title, font, width), font, ((box[0] + box[2]) / 2, m["top"] / 2))
+    if path is not None:
+        canvas.save(path, format="PNG")
+    return canvas
+
+
+def resize_map(saliency, size):
+    """One (h, w) map resampled bilinearly to `size` (H, W): float32 (H, W).
+
+    Used to lay a map computed at the network's input size over the original picture, at the
+    picture's own resolution and aspect ratio.
+
+    Example:
+        >>> import numpy as np
+        >>> from xaifn import visual
+        >>> visual.resize_map(np.ones((4, 4)), (6, 9)).shape
+        (6, 9)
+    """
+    array = _finite(_as_array(saliency, "saliency"), "saliency")
+    if array.ndim != 2:
+        raise ValueError(f"`saliency` must have shape (h, w), got shape {array.shape}.")
+    height, width = _check_cell_size(size)
+    image = Image.fromarray(np.ascontiguousarray(array, np.float32), mode="F")
+    return np.asarray(image.resize((width, height), Image.BILINEAR), np.float32)
+
+
+def captioned(picture, text):
+    """An RGB PIL image: `picture` (uint8 (H, W, 3) or PIL image) under a white strip with `text`.
+
+    The picture keeps its size; the canvas is widened when the text is wider than the picture.
+    The strip is GRID_TITLE_HEIGHT + GRID_PADDING pixels high.
+
+    Example:
+        >>> import numpy as np
+        >>> from xaifn import visual
+        >>> visual.captioned(np.zeros((10, 200, 3), np.uint8), "gradient").size
+        (200, 30)
+    """
+    if isinstance(picture, Image.Image):
+        image = picture.convert("RGB")
+    else:
+        array = _as_array(picture, "picture")
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] != 3:
+            raise ValueError(f"`picture` must be a uint8 (H, W, 3) array or a PIL image, "
+                             f"got {array.dtype} {array.shape}.")
+        image = _pil_nested(array)
+    if not isinstance(text, str):
+        raise TypeError(f"`text` must be a str, got {type(text).__name__}.")
+    font = ImageFont.load_default()
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    strip = GRID_TITLE_HEIGHT + GRID_PADDING
+    width = max(image.width, int(np.ceil(probe.textlength(text, font=font))) + 2 * GRID_PADDING)
+    canvas = Image.new("RGB", (width, strip + image.height), (255, 255, 255))
+    canvas.paste(image, (0, strip))
+    draw = ImageDraw.Draw(canvas)
+    _draw_centred(draw, text, font, (GRID_PADDING + draw.textlength(text, font=font) / 2, strip / 2))
     return canvas

@@ -1,0 +1,178 @@
+"""Benchmark `xaifn.explain_dataset` against the bare methods on the same images, and 1 vs 2 workers.
+
+The bare baseline calls the same method functions on the same batches, already in memory as
+Tensors ("bare"), and the same plus the runner's compiled prediction forward pass of each batch
+("bare + forward": what any runner that records predictions pays); `explain_dataset` adds the data
+pipeline, the pictures and the zarr writes to that. Both are warmed up first (compiled kernels are cached per network), then timed in
+interleaved rounds in the same process; reported: images/s (best round), the wall-clock ratio, the
+ratio of process CPU times (steadier than wall clock on a shared machine) and the fixed cost of one
+call (one batch, minus bare + forward). Target: the store costs <= 5 %, i.e. a ratio to
+bare + forward >= 0.95. Then the same job under `msrun` with 1 and 2 CPU workers (wall time of the
+whole launch, and the explain time inside the workers).
+
+Usage:
+    python benchmarks/bench_dataset.py             # ~5 min on 2 cores
+    python benchmarks/bench_dataset.py --quick     # smoke test
+    python benchmarks/bench_dataset.py --json out.json
+"""
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import mindspore as ms
+import mindspore.dataset as ds
+from mindspore import nn
+
+import xaifn
+from xaifn import demo
+from xaifn.models import LeNet5
+
+WORKLOADS = {  # name -> (methods, options, images in the full run)
+    "gradient": (["gradient"], {}, 1024),
+    "rise (100 masks)": (["rise"], dict(num_masks=100), 96),
+    "gradient + gradcam + occlusion": (["gradient", "gradcam", "occlusion"], dict(layer="conv2", window=8, stride=4),
+                                       96),
+}
+
+#: One activation Cell for both sides, so that the compiled kernels keyed on it are reused.
+ACTIVATION = nn.Softmax()
+
+
+def images(count, seed=0):
+    """(count, 3, 32, 32) float32 images and labels."""
+    rng = np.random.default_rng(seed)
+    return rng.normal(0, 1, (count, 3, 32, 32)).astype(np.float32), (np.arange(count) % 10).astype(np.int32)
+
+
+def network():
+    ms.set_seed(0)
+    return LeNet5()
+
+
+def bare(net, methods, options, x, batch, forward=False):
+    """(wall, CPU) seconds of the method functions alone over the images in memory, batch by batch;
+    with `forward`, also the runner's compiled prediction forward pass of each batch."""
+    opts = dict(xaifn.dataset_runner.METHOD_OPTIONS, **options)
+    table = demo.explainers(net, ACTIVATION, None, xaifn.RiseMasks(opts["seed"], opts["num_masks"], (32, 32)),
+                            layer=opts["layer"], window=opts["window"], stride=opts["stride"])
+    batches = [ms.Tensor(x[i:i + batch]) for i in range(0, len(x), batch)]
+    targets = [ms.Tensor(np.zeros(len(b), np.int32)) for b in batches]
+    predict = xaifn.dataset_runner.probability_kernel(net, ACTIVATION)
+    start, cpu = time.perf_counter(), time.process_time()
+    for b, t in zip(batches, targets):
+        if forward:
+            predict(b).asnumpy()
+        for name in methods:
+            table[name](b, t).asnumpy()
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def full(net, methods, options, x, labels, batch, folder):
+    """(wall, CPU) seconds of explain_dataset over the same images into a fresh store."""
+    store = pathlib.Path(folder) / "store"
+    shutil.rmtree(store, ignore_errors=True)
+    data = ds.NumpySlicesDataset((x, labels), column_names=["image", "label"], shuffle=False).batch(batch)
+    start, cpu = time.perf_counter(), time.process_time()
+    xaifn.explain_dataset(net, data, methods, store, method_options=options, activation=ACTIVATION, progress=False)
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def compare(scale, batch, rounds):
+    """Per workload: images/s of the bare methods and of explain_dataset (best of `rounds`
+    interleaved rounds), their ratio, and explain_dataset's fixed cost per call (one batch)."""
+    net = network()
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name, (methods, options, count) in WORKLOADS.items():
+            count = max(batch, int(count * scale))
+            x, labels = images(count)
+            sides = {"bare": lambda n: bare(net, methods, options, x[:n], batch),
+                     "bare + forward": lambda n: bare(net, methods, options, x[:n], batch, forward=True),
+                     "explain_dataset": lambda n: full(net, methods, options, x[:n], labels[:n], batch, folder)}
+            one, times = ({k: [] for k in sides} for _ in range(2))
+            for _ in range(rounds + 1):                  # the first round compiles and is dropped
+                for key, side in sides.items():          # interleaved
+                    one[key].append(side(batch))
+                    times[key].append(side(count))
+            wall = {k: min(w for w, _ in v[1:]) for k, v in times.items()}
+            cpu = {k: min(c for _, c in v[1:]) for k, v in times.items()}
+            fixed = min(w for w, _ in one["explain_dataset"][1:]) - min(w for w, _ in one["bare + forward"][1:])
+            row = dict(workload=name, images=count, batch=batch, fixed_cost_s=fixed, samples=times, one_batch=one,
+                       **{f"{k} images/s": count / w for k, w in wall.items()},
+                       ratio_to_bare=wall["bare"] / wall["explain_dataset"],
+                       ratio_to_bare_forward=wall["bare + forward"] / wall["explain_dataset"],
+                       cpu_ratio_to_bare_forward=cpu["bare + forward"] / cpu["explain_dataset"])
+            rows.append(row)
+            print(f"{name:<32} {count:5d} images, images/s: " + ", ".join(f"{k} {count / w:.1f}" for k, w in wall.items())
+                  + f"; ratio to bare {row['ratio_to_bare']:.3f}, to bare + forward {row['ratio_to_bare_forward']:.3f}"
+                  f" (CPU time {row['cpu_ratio_to_bare_forward']:.3f}); fixed cost per call {fixed:.3f} s", flush=True)
+    return rows
+
+
+WORKER_SCRIPT = '''
+import sys, time, numpy as np, mindspore.dataset as ds, xaifn
+sys.path.insert(0, {bench!r})
+import bench_dataset as b
+x, labels = b.images({count})
+data = ds.NumpySlicesDataset((x, labels), column_names=["image", "label"], shuffle=False).batch({batch})
+net = b.network()
+start = time.perf_counter()
+xaifn.explain_dataset(net, data, ["rise"], sys.argv[1], method_options=dict(num_masks=100), progress=False)
+print("EXPLAIN_SECONDS", time.perf_counter() - start, flush=True)
+'''
+
+
+def workers(count, batch, folder):
+    """{workers: (launch wall seconds, slowest worker's explain seconds)} under msrun."""
+    script = pathlib.Path(folder) / "job.py"
+    script.write_text(WORKER_SCRIPT.format(bench=str(pathlib.Path(__file__).resolve().parent), count=count,
+                                           batch=batch))
+    env = dict(os.environ, PATH=os.pathsep.join([str(pathlib.Path(sys.executable).parent), os.environ["PATH"]]),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(pathlib.Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH")])))
+    out = {}
+    for n in (1, 2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        logs = pathlib.Path(folder) / f"logs{n}"
+        start = time.perf_counter()
+        subprocess.run([str(pathlib.Path(sys.executable).parent / "msrun"), f"--worker_num={n}",
+                        f"--local_worker_num={n}", "--master_addr=127.0.0.1", f"--master_port={port}",
+                        f"--log_dir={logs}", "--join=True", str(script), str(pathlib.Path(folder) / f"store{n}")],
+                       cwd=folder, env=env, capture_output=True, check=True, timeout=900)
+        wall = time.perf_counter() - start
+        inner = [float(line.split()[1]) for log in logs.glob("worker_*.log")
+                 for line in log.read_text(errors="replace").splitlines() if line.startswith("EXPLAIN_SECONDS")]
+        out[n] = dict(wall_s=wall, explain_s=max(inner), images_per_s=count / max(inner))
+        print(f"msrun {n} worker(s): launch {wall:6.1f} s, explain {max(inner):6.1f} s "
+              f"({count / max(inner):.1f} img/s)", flush=True)
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    scale, batch, rounds = (1 / 32, 16, 1) if args.quick else (1.0, 32, 4)
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machine)", flush=True)
+    result = dict(compare=compare(scale, batch, rounds))
+    with tempfile.TemporaryDirectory() as folder:
+        result["workers"] = workers(32 if args.quick else 96, batch, folder)
+    result["load_average_after"] = os.getloadavg()[0]
+    print(f"load average {result['load_average_after']:.2f}")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

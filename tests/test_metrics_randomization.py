@@ -1,0 +1,164 @@
+"""Model-parameter randomisation (Adebayo et al., 2018): the rule, the similarities, the headline.
+
+The headline test trains a small conv net on synthetic shapes for a few seconds and checks the
+paper's result: Gradient maps change as the top layers are randomised, Guided Backpropagation maps
+stay clearly more similar.
+"""
+import functools
+
+import numpy as np
+import mindspore as ms
+import pytest
+from mindspore import nn
+from scipy import stats
+
+import xaifn
+from xaifn import _cache, metrics, synthetic
+from _numerics import assert_close
+
+
+class SmallConvNet(nn.Cell):
+    """conv1 -> relu -> maxpool -> conv2 -> relu -> fc1 -> relu -> fc2, on 16 x 16 images."""
+
+    def __init__(self, num_class=4):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, pad_mode="same", has_bias=True)
+        self.relu1 = nn.ReLU()
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(8, 8, 3, pad_mode="same", has_bias=True)
+        self.relu2 = nn.ReLU()
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Dense(8 * 8 * 8, 16)
+        self.relu3 = nn.ReLU()
+        self.fc2 = nn.Dense(16, num_class)
+
+    def construct(self, x):
+        x = self.relu2(self.conv2(self.pool(self.relu1(self.conv1(x)))))
+        return self.fc2(self.relu3(self.fc1(self.flatten(x))))
+
+
+@pytest.fixture(scope="module")
+def trained(ood_zoo):
+    """(net, images, labels): SmallConvNet trained to ~100 % on 400 synthetic 16 x 16 shapes (~4 s)."""
+    images, labels, _ = synthetic.make_shapes(0, 400, size=16, min_extent=5, max_extent=8)
+    images = ((images - 0.5) / 0.25).astype(np.float32)
+    net = ood_zoo.he_init(SmallConvNet(), 0)
+    optimizer = nn.Adam(net.trainable_params(), learning_rate=3e-3)
+    loss_fn = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+
+    def loss_of(x, y):
+        return loss_fn(net(x), y)
+    step = _cache.training_step(loss_of, optimizer)
+    rng = np.random.default_rng(0)
+    net.set_train(True)
+    for _ in range(4):
+        for idx in np.array_split(rng.permutation(len(labels)), 12):
+            step(ms.Tensor(images[idx]), ms.Tensor(labels[idx].astype(np.int32)))
+    net.set_train(False)
+    accuracy = (net(ms.Tensor(images)).argmax(axis=1).asnumpy() == labels).mean()
+    assert accuracy > 0.9, accuracy
+    return net, images, labels.astype(np.int32)
+
+
+def test_gradient_changes_guided_backprop_stays_similar(trained):
+    net, images, labels = trained
+    x, t = ms.Tensor(images[:6]), ms.Tensor(labels[:6])
+    grad = metrics.model_randomization(lambda n: functools.partial(xaifn.gradient, n), net, x, t)
+    guided = metrics.model_randomization(lambda n: functools.partial(xaifn.guided_backprop, n), net, x, t)
+    assert grad.layers == guided.layers == ("fc2", "fc1", "conv2", "conv1")
+    for field in ("spearman", "spearman_abs", "ssim"):
+        g, b = (getattr(r, field).asnumpy().mean(axis=0) for r in (grad, guided))
+        assert (b[:2] > g[:2] + 0.1).all(), (field, g, b)   # top layers randomised: GBP clearly more similar
+        assert g[-1] < 0.5, (field, g)                       # whole net randomised: Gradient map changed
+
+
+def snapshot(net):
+    return {p.name: p.asnumpy().copy() for p in net.get_parameters()}, [id(p) for p in net.get_parameters()]
+
+
+def test_user_network_untouched_seeded_and_modes(trained):
+    net, images, labels = trained
+    before = snapshot(net)
+    x, t = ms.Tensor(images[:3]), ms.Tensor(labels[:3])
+    explain = lambda n: functools.partial(xaifn.gradient, n)  # noqa: E731
+    first = metrics.model_randomization(explain, net, x, t, seed=1)
+    again = metrics.model_randomization(explain, net, x, t, seed=1)
+    other = metrics.model_randomization(explain, net, x, t, seed=2)
+    independent = metrics.model_randomization(explain, net, x, t, seed=1, mode="independent")
+    for field in ("spearman", "spearman_abs", "ssim"):
+        np.testing.assert_array_equal(getattr(first, field).asnumpy(), getattr(again, field).asnumpy())
+        assert not np.array_equal(getattr(first, field).asnumpy(), getattr(other, field).asnumpy())
+        # the first step randomises the same (top) layer in both modes, with the same draw
+        np.testing.assert_array_equal(getattr(first, field).asnumpy()[:, 0],
+                                      getattr(independent, field).asnumpy()[:, 0])
+    after = snapshot(net)
+    assert after[1] == before[1]
+    for name, value in before[0].items():
+        np.testing.assert_array_equal(after[0][name], value, err_msg=name)
+    # the user's network still explains as before (its compiled kernels were not disturbed)
+    np.testing.assert_array_equal(xaifn.gradient(net, x, t).asnumpy(),
+                                  xaifn.gradient(net, x, t).asnumpy())
+
+
+def test_randomisation_rule_on_a_linear_network(pzoo):
+    """One Dense layer: after randomisation the gradient map is max_c abs(W'_t), with W' drawn
+    from default_rng([seed, 0]) with the trained mean and standard deviation of each Parameter."""
+    shape = (2, 5, 5)
+    net, weights, bias = pzoo.linear_net(shape, num_class=3, seed=6)
+    x = ms.Tensor(np.random.default_rng(7).random((2,) + shape), ms.float32)
+    result = metrics.model_randomization(lambda n: functools.partial(xaifn.gradient, n), net, x, [0, 2], seed=9)
+    assert result.layers == ("fc",)
+    rng = np.random.default_rng([9, 0])
+    new_w = rng.normal(weights.mean(), weights.astype(np.float32).std(), weights.shape).astype(np.float32)
+    for row, t in enumerate([0, 2]):
+        before = np.abs(weights[t].reshape(shape)).max(axis=0)
+        after = np.abs(new_w[t].reshape(shape)).max(axis=0)
+        assert result.spearman.asnumpy()[row, 0] == pytest.approx(
+            stats.spearmanr(before.ravel(), after.ravel()).statistic, abs=1e-5)
+        assert result.ssim.asnumpy()[row, 0] == pytest.approx(ref_ssim(before, after), abs=1e-5)
+
+
+def ref_ssim(a, b):
+    """Loop SSIM of min-max scaled maps: 5 x 5 windows (min(7, H, W)), sample covariance."""
+    a = (a - a.min()) / (a.max() - a.min())
+    b = (b - b.min()) / (b.max() - b.min())
+    win = min(7, *a.shape)
+    win -= 1 - win % 2
+    values = []
+    for r in range(a.shape[0] - win + 1):
+        for c in range(a.shape[1] - win + 1):
+            u, v = a[r:r + win, c:c + win].ravel(), b[r:r + win, c:c + win].ravel()
+            cov = np.cov(u, v)
+            values.append((2 * u.mean() * v.mean() + 1e-4) * (2 * cov[0, 1] + 9e-4)
+                          / ((u.mean() ** 2 + v.mean() ** 2 + 1e-4) * (cov[0, 0] + cov[1, 1] + 9e-4)))
+    return float(np.mean(values))
+
+
+def test_similarity_measures():
+    rng = np.random.default_rng(8)
+    a, b = rng.random((3, 9, 8)), rng.random((3, 9, 8))
+    assert_close(metrics.ssim(a, a), np.ones(3), rtol=1e-12)
+    assert_close(metrics.ssim(a, b), [ref_ssim(u, v) for u, v in zip(a, b)], rtol=1e-10)
+    tied = np.round(a * 3).reshape(3, -1)
+    assert_close(metrics.spearman(tied, b.reshape(3, -1)),
+                 [stats.spearmanr(u, v).statistic for u, v in zip(tied, b.reshape(3, -1))], rtol=1e-10)
+
+
+def test_new_weights_of_the_user_network_are_honoured(pzoo):
+    """The private copy is kept between calls; weights changed in place or loaded since are used."""
+    shape = (1, 4, 4)
+    net, _, _ = pzoo.linear_net(shape, num_class=2, seed=10)
+    x = ms.Tensor(np.random.default_rng(11).random((2,) + shape), ms.float32)
+    explain = lambda n: functools.partial(xaifn.gradient, n)  # noqa: E731
+    metrics.model_randomization(explain, net, x, 0, seed=0)
+    fresh = np.random.default_rng(12).standard_normal(net.fc.weight.shape).astype(np.float32)
+    ms.ops.assign(net.fc.weight, ms.Tensor(fresh))                          # in place
+    twin, _, _ = pzoo.linear_net(shape, num_class=2, seed=10)
+    ms.ops.assign(twin.fc.weight, ms.Tensor(fresh))
+    ours, theirs = (metrics.model_randomization(explain, n, x, 0, seed=0) for n in (net, twin))
+    for field in ("spearman", "ssim"):
+        np.testing.assert_array_equal(getattr(ours, field).asnumpy(), getattr(theirs, field).asnumpy())
+    net.fc.weight.set_data(ms.Tensor(-fresh))                               # storage replaced
+    twin.fc.weight.set_data(ms.Tensor(-fresh))
+    np.testing.assert_array_equal(metrics.model_randomization(explain, net, x, 0, seed=0).ssim.asnumpy(),
+                                  metrics.model_randomization(explain, twin, x, 0, seed=0).ssim.asnumpy())

@@ -1,0 +1,162 @@
+"""Model-parameter randomisation sanity checks (Adebayo et al., NeurIPS 2018).
+
+On a private copy of the network (the user's Parameters are never written), layers are re-initialised one
+at a time from the top (the output side) down and the explanation is recomputed:
+
+* cascading: layer l and every layer above it are randomised;
+* independent: only layer l is randomised, the others keep their trained values.
+
+A layer is a cell that owns trainable Parameters; "from the top" is the reverse of the order in
+which `cells_and_names()` lists them (the order of definition), unless `layers` names them. Each
+Parameter of layer l is redrawn from a normal distribution with the mean and standard deviation
+of its own trained values (a constant Parameter, e.g. an all-zero bias, stays as it is), from
+`np.random.default_rng([seed, l])`, so both modes draw the same values for a layer.
+
+Similarity of each randomised map to the original one, per sample, as the paper measures it:
+Spearman rank correlation of the maps and of their absolute values (ties get their average rank),
+and SSIM of the maps min-max scaled to [0, 1] (uniform window of min(7, H, W) pixels, odd; sample
+covariances; K1 = 0.01, K2 = 0.03; mean over the window positions). Maps are averaged over their
+channels first. A method whose maps depend on the model gives similarities that fall as layers
+are randomised; Guided Backpropagation famously stays similar.
+"""
+import collections
+import copy
+
+import numpy as np
+import mindspore as ms
+from mindspore import ops
+from scipy import stats
+
+from xaifn import _cache, _checks
+from xaifn.metrics._common import as_tensor
+
+#: The per-layer similarities (N, number of layers), one column per entry of `layers`.
+Randomization = collections.namedtuple("Randomization", "layers spearman spearman_abs ssim")
+
+
+def _private_copy(net):
+    """A deep copy of `net` whose Parameters are new ones holding copies of the values.
+
+    One copy is kept per network (`xaifn._cache`, renewed when the network's Parameter storage
+    moves), and its Parameters are overwritten in place at every call, so that the explainer's
+    kernels compiled for the copy serve every call."""
+    memo = {id(p): ms.Parameter(ms.Tensor(p.asnumpy()), name=p.name, requires_grad=p.requires_grad)
+            for p in net.get_parameters()}
+    clone = copy.deepcopy(net, memo)
+    for _, cell in clone.cells_and_names():
+        object.__setattr__(cell, "_compile_cache", None)
+    return clone
+
+
+def _layers(net, names):
+    """[(name, [trainable Parameters it owns directly])], top layer first."""
+    owners = [(name, [p for p in cell.get_parameters(expand=False) if p.requires_grad])
+              for name, cell in net.cells_and_names()]
+    owners = [(name, params) for name, params in owners if params]
+    if names is None:
+        return owners[::-1]
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names) or not len(names):
+        raise TypeError(f"`layers` must be a non-empty list of cell names, got {names!r}.")
+    table = dict(owners)
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise ValueError(f"`layers` {missing} are not cells owning trainable Parameters; "
+                         f"those are {[n for n, _ in owners]}.")
+    return [(n, table[n]) for n in names]
+
+
+def spearman(a, b):
+    """Spearman rank correlation of each row of a (N, D) with the same row of b (float64 (N,)).
+
+    Tied values get their average rank; a constant row gives NaN.
+    """
+    ra, rb = (r - r.mean(axis=1, keepdims=True) for r in (stats.rankdata(a, axis=1), stats.rankdata(b, axis=1)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (ra * rb).sum(axis=1) / np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1))
+
+
+def _window_means(maps, win):
+    """Mean of every win x win window of maps (N, H, W) -> (N, H - win + 1, W - win + 1)."""
+    total = np.pad(maps, ((0, 0), (1, 0), (1, 0))).cumsum(axis=1).cumsum(axis=2)
+    return (total[:, win:, win:] - total[:, :-win, win:] - total[:, win:, :-win] + total[:, :-win, :-win]) / win ** 2
+
+
+def ssim(a, b):
+    """SSIM (N,) of maps a, b (N, H, W), each min-max scaled to [0, 1] (see the module docstring)."""
+    def scaled(m):
+        low = m.min(axis=(1, 2), keepdims=True)
+        span = m.max(axis=(1, 2), keepdims=True) - low
+        return (m - low) / np.where(span == 0, 1, span)
+    a, b = scaled(np.asarray(a, np.float64)), scaled(np.asarray(b, np.float64))
+    win = min(7, *a.shape[1:])
+    win -= 1 - win % 2
+    mean_a, mean_b = _window_means(a, win), _window_means(b, win)
+    sample = win * win / max(win * win - 1, 1)              # population -> sample (co)variances
+    var_a = (_window_means(a * a, win) - mean_a ** 2) * sample
+    var_b = (_window_means(b * b, win) - mean_b ** 2) * sample
+    cov = (_window_means(a * b, win) - mean_a * mean_b) * sample
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    index = ((2 * mean_a * mean_b + c1) * (2 * cov + c2)) / \
+        ((mean_a ** 2 + mean_b ** 2 + c1) * (var_a + var_b + c2))
+    return index.mean(axis=(1, 2))
+
+
+@_cache.serialised
+def model_randomization(explain_fn_of_net, net, inputs, targets, *, mode="cascading", seed=0, layers=None):
+    """Per-layer similarity of the maps before and after randomising the weights.
+
+    Args:
+        explain_fn_of_net: net -> ((inputs, targets) -> maps (N, c, H, W)), e.g.
+            ``lambda net: functools.partial(xaifn.gradient, net)``. It is called once, on the copy.
+        net: the trained `nn.Cell` (left untouched: the work happens on a copy).
+        inputs: float Tensor (N, C, H, W); targets: as `explain_fn` accepts them.
+        mode: "cascading" or "independent".
+        seed: int, the seed of the re-initialisation.
+        layers: optional list of cell names, in the order to randomise (default: every cell owning
+            trainable Parameters, top first).
+
+    Returns:
+        `Randomization(layers, spearman, spearman_abs, ssim)`: the layer names (in order) and three
+        float32 Tensors (N, len(layers)); column l compares the map after step l with the original.
+
+    Example:
+        >>> import functools, numpy as np, mindspore as ms, xaifn
+        >>> from xaifn.metrics import model_randomization
+        >>> from xaifn.models import LeNet5
+        >>> x = ms.Tensor(np.random.rand(2, 3, 32, 32), ms.float32)
+        >>> result = model_randomization(lambda n: functools.partial(xaifn.gradient, n), LeNet5(), x, 1)
+        >>> result.layers, result.spearman.shape
+        (('fc3', 'fc2', 'fc1', 'conv2', 'conv1'), (2, 5))
+    """
+    _checks.check_callable(explain_fn_of_net, "explain_fn_of_net")
+    _checks.check_cell(net, "net")
+    _checks.check_inputs(inputs)
+    mode = _checks.check_choice(mode, "mode", ("cascading", "independent"))
+    seed = _checks.check_seed(seed)
+    clone = _cache.cached(net, ("randomization_copy",), lambda: _private_copy(net))
+    for mine, theirs in zip(clone.get_parameters(), net.get_parameters()):   # the current weights
+        ops.assign(mine, theirs.value())
+    order = _layers(clone, layers)
+    explain = _checks.check_callable(explain_fn_of_net(clone), "explain_fn_of_net(net)")
+
+    def maps():
+        return _checks.check_saliency(explain(inputs, targets), inputs.shape[0], inputs.shape[2:],
+                                      name="explain_fn(inputs, targets)")
+    original = maps()
+    trained = {id(p): p.asnumpy() for _, params in order for p in params}
+    columns = []
+    for index, (_, params) in enumerate(order):
+        if mode == "independent" and index:
+            for p in order[index - 1][1]:
+                ops.assign(p, ms.Tensor(trained[id(p)]))
+        rng = np.random.default_rng([seed, index])
+        for p in params:
+            value = trained[id(p)]
+            ops.assign(p, ms.Tensor(rng.normal(value.mean(), value.std(), value.shape).astype(value.dtype)))
+        columns.append(maps())
+    n = inputs.shape[0]
+    flat = original.reshape(n, -1)
+    results = [[spearman(flat, m.reshape(n, -1)) for m in columns],
+               [spearman(np.abs(flat), np.abs(m.reshape(n, -1))) for m in columns],
+               [ssim(original, m) for m in columns]]
+    return Randomization(tuple(name for name, _ in order), *(as_tensor(np.stack(r, 1)) for r in results))
