@@ -32,8 +32,8 @@ class _LayerProbe(nn.Cell):
         self.probe = ms.Parameter(zeros, name="xaifn_probe", requires_grad=True)
         self.store = ms.Parameter(zeros.copy(), name="xaifn_store", requires_grad=False)
 
-    def construct(self, x):
-        activation = self.layer(x)
+    def construct(self, *args):
+        activation = self.layer(*args)
         ops.assign(self.store, activation)
         return activation + self.probe
 
@@ -46,8 +46,8 @@ class _LayerTap(nn.Cell):
         self.layer = layer
         self.shapes = []
 
-    def construct(self, x):
-        activation = self.layer(x)
+    def construct(self, *args):
+        activation = self.layer(*args)
         self.shapes.append(tuple(activation.shape) if isinstance(activation, ms.Tensor) else type(activation))
         return activation
 
