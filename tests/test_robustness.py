@@ -196,6 +196,22 @@ def test_a_network_that_keeps_recompiling_warns_once(zoo, monkeypatch):
         xaifn.rise(net, ops.sigmoid, x, 1, masks)  # once only
 
 
+def test_many_methods_on_one_network_do_not_warn(zoo, monkeypatch):
+    from xaifn import _cache
+    monkeypatch.setattr(_cache, "RECOMPILE_WARNING", 3)  # gradcam and gradcam++ share a kind
+    net, x, masks = zoo.GlobalNet(), uniform(4, (2, 3, 8, 8)), xaifn.rise_masks(0, 8, (8, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(2):
+            xaifn.gradient(net, x, 1)
+            xaifn.guided_backprop(net, x, 1)
+            xaifn.gradcam(net, x, 1, layer="conv2")
+            xaifn.gradcam_plus_plus(net, x, 1, layer="conv2")
+            xaifn.integrated_gradients(net, x, 1, steps=4)
+            xaifn.rise(net, SOFTMAX, x, 1, masks)
+            xaifn.occlusion(net, SOFTMAX, x, 1, window=4, stride=4)
+
+
 # ------------------------------------------------------------------------------------------------
 # Item 3: a network changed between calls is explained as it is now, by every method.
 # ------------------------------------------------------------------------------------------------

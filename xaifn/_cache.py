@@ -15,8 +15,10 @@ Kernel key. An entry is found by (owner, key) and is valid for one *version* of 
   its kernels, so a call always explains the network as it is at that call. For a plain function
   the version is empty: what it closes over is not seen.
 
-A warning is issued once per owner when `RECOMPILE_WARNING` kernels have been compiled for it:
-the sign of a key (or a version) that differs at every call.
+A warning is issued once per owner and kind when `RECOMPILE_WARNING` kernels of one kind (the str
+parts of their keys: the method, the layer) have been compiled for it -- the sign of a key (or a
+version) that differs at every call. Many methods on one network compile many kernels of different
+kinds, once each, and do not warn.
 
 Threads. MindSpore's graph compiler, its jit cache and its PyNative executor are not thread-safe
 (concurrent first calls raise RuntimeErrors or crash). Every xaifn entry point that runs MindSpore
@@ -37,9 +39,11 @@ from xaifn import _views
 
 _KERNELS = weakref.WeakKeyDictionary()
 _BUILDS = weakref.WeakKeyDictionary()
+#: owner -> Counter of the kernels compiled for it, per kind (the str parts of their keys).
+_KINDS = weakref.WeakKeyDictionary()
 #: Kernels kept per owner (least recently used dropped first): bounds memory when keys vary.
 MAX_KERNELS_PER_OWNER = 32
-#: Kernels compiled for one owner after which a "keeps recompiling" warning is issued (once).
+#: Kernels of one kind compiled for one owner at which a "keeps recompiling" warning is issued.
 RECOMPILE_WARNING = 16
 _LOCK = threading.RLock()
 _CELL_ATTRIBUTES = frozenset(vars(nn.Cell()))
@@ -145,13 +149,15 @@ def cached(owner, key, build):
             table.popitem(last=False)
         if isinstance(entry[1], _Compiled):
             entry[1].method = entry[1].method and method_name(key)
-            _count_build(owner)
+            _count_build(owner, key)
     table.move_to_end(key)
     return entry[1]
 
 
 #: Method names, as they appear in kernel keys, for error messages.
-METHODS = ("gradient", "deconvolution", "guided_backprop", "gradcam", "rise_plus", "rise", "occlusion")
+METHODS = ("gradient", "deconvolution", "guided_backprop", "gradcam", "rise_plus", "rise", "occlusion",
+           "integrated_gradients", "input_x_gradient", "scorecam", "guided_gradcam", "layer_cam",
+           "removal_scores", "smooth_grad")
 
 
 def method_name(key):
@@ -175,13 +181,15 @@ def check_finite_result(values, method):
     return values
 
 
-def _count_build(owner):
-    count = _BUILDS.get(owner, 0) + 1
-    _BUILDS[owner] = count
-    if count == RECOMPILE_WARNING:
+def _count_build(owner, key):
+    _BUILDS[owner] = _BUILDS.get(owner, 0) + 1
+    kinds = _KINDS.setdefault(owner, collections.Counter())
+    kind = tuple(part for part in key if isinstance(part, str))
+    kinds[kind] += 1
+    if kinds[kind] == RECOMPILE_WARNING:
         name = type(owner).__name__ if isinstance(owner, nn.Cell) else getattr(owner, "__name__", "net_fn")
-        warnings.warn(f"xaifn has compiled {count} kernels for {name}: it keeps recompiling. Pass the "
-                      "same (or an equal, parameter-free) activation_fn / inlier_fn at each call, and "
+        warnings.warn(f"xaifn has compiled {kinds[kind]} kernels of one kind ({', '.join(kind)}) for "
+                      f"{name}: it keeps recompiling. Pass the same (or an equal, parameter-free) activation_fn / inlier_fn at each call, and "
                       "avoid replacing Parameters or cells of the network between calls.",
                       RuntimeWarning, stacklevel=4)
 
