@@ -337,6 +337,16 @@ def test_non_finite_logits_raise_naming_the_method(zoo, method):
         METHODS[method](net, uniform(1, (2, 3, 8, 8)), xaifn.rise_masks(0, 4, (8, 8)))
 
 
+@pytest.mark.parametrize("layer", ["", "net.conv1"])
+@pytest.mark.parametrize("method", ["gradcam", "gradcam_plus_plus", "eigencam"])
+def test_non_finite_gradients_at_a_cam_layer_raise(zoo, method, layer):
+    # the CAM's ReLU would drop the NaN of an Inf gradient: a plausible map without this check
+    net = Overflowing()
+    zoo.set_params(net, zoo.random_params(net, 6))
+    with pytest.raises(FloatingPointError, match=f"CAM at layer {layer!r}: .*non-finite"):
+        getattr(xaifn, method)(net, uniform(1, (2, 3, 8, 8)), [1, 2], layer=layer)
+
+
 def test_ood_fit_on_non_finite_features_names_the_batch():
     from xaifn import ood
     rng = np.random.default_rng(0)

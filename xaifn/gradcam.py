@@ -172,17 +172,34 @@ def _check_reshape(reshape, layer, activation_shape, dtype):
 
 # ---- the layer machinery of the CAM family -----------------------------------------------------
 
+def _finite(activation, grads):
+    """True when A and dA are finite: the map's ReLU would hide NaN (MindSpore's CPU ReLU drops it)."""
+    return _cache.finite_mask(activation).all() & _cache.finite_mask(grads).all()
+
+
 def _compiled_input_cam(view, cam):
     def kernel(inputs, targets):
-        return cam(inputs, input_gradient(view, inputs, targets), inputs.shape[2:])
+        grads = input_gradient(view, inputs, targets)
+        return cam(inputs, grads, inputs.shape[2:]), _finite(inputs, grads)
     return _cache.compiled(kernel)
 
 
 def _compiled_layer_cam(probed, reshape, cam):
     def kernel(inputs, targets):
         activation, grads = layer_activation_gradient(probed, inputs, targets)
-        return cam(reshape(activation), reshape(grads), inputs.shape[2:])
+        return cam(reshape(activation), reshape(grads), inputs.shape[2:]), _finite(activation, grads)
     return _cache.compiled(kernel)
+
+
+def _checked(kernel, inputs, labels, layer):
+    """kernel(inputs, labels)'s map, or FloatingPointError if the layer's output or its gradient
+    was not finite (an overflow in the network: the map would look plausible)."""
+    result, finite = kernel(inputs, labels)
+    if not bool(finite):
+        raise FloatingPointError(f"CAM at layer {layer!r}: the network produced non-finite (NaN or Inf) "
+                                 "activations or gradients for these inputs, so no map is returned. Check "
+                                 "its weights, or run it in a wider float type.")
+    return result
 
 
 def layer_cam(net, inputs, targets, layer, reshape, cam, output=None):
@@ -208,7 +225,7 @@ def layer_cam(net, inputs, targets, layer, reshape, cam, output=None):
         labels = _checks.check_call(explained, inputs, targets, name="net")
         kernel = _cache.cached(explained, ("layer_cam", cam, ""),
                                lambda: _compiled_input_cam(_cache.evaluable(explained), cam))
-        return kernel(inputs, labels)
+        return _checked(kernel, inputs, labels, layer)
     inner = layer if output is None else _views.OUTPUT_PREFIX + layer   # its name in `explained`
     sample = (tuple(inputs.shape[1:]), inputs.dtype)
     out_shape, act_shape = _cache.cached(explained, ("trace", inner) + sample,
@@ -226,7 +243,7 @@ def layer_cam(net, inputs, targets, layer, reshape, cam, output=None):
     act_shape = (inputs.shape[0],) + act_shape[1:]
     kernel = _cache.cached(explained, ("layer_cam", cam, inner, act_shape, inputs.dtype, reshape_key),
                            lambda: _compiled_layer_cam(layer_probe_view(explained, inner, act_shape), reshape, cam))
-    return kernel(inputs, labels)
+    return _checked(kernel, inputs, labels, layer)
 
 
 def gradcam(net, inputs, targets, layer="", reshape=None, resize=True, *, output=None):  # pylint: disable=redefined-outer-name
