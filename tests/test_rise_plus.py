@@ -235,6 +235,49 @@ def test_functional_matches_formula_with_ood_head(ood_zoo):
     assert_close(got, rise_plus_np(probs_np, inlier_np, x, targets, masks), rtol=1e-5)
 
 
+class InPlaceResidualNet(nn.Cell):
+    """conv -> [conv -> BatchNorm, ``out += identity``, ReLU] -> mean -> fc: ResNet's block, tiny.
+
+    Compiled into one graph with a Parameter-sharing view of itself (its features), MindSpore 2.10
+    gives the view wrong values (the in-place add after BatchNorm; ``out = out + identity`` is fine)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, pad_mode="same")
+        self.conv = nn.Conv2d(4, 4, 3, pad_mode="same")
+        self.bn = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU()
+        self.fc = nn.Dense(4, 5)
+
+    def construct(self, x):
+        identity = self.stem(x)
+        out = self.bn(self.conv(identity))
+        out += identity
+        return self.fc(self.relu(out).mean(axis=(2, 3)))
+
+
+def test_functional_matches_formula_on_an_in_place_residual_network():
+    """The inlier function is the features view of a network with ResNet's in-place residual add
+    (o = the largest feature): the map equals the formula with everything taken eagerly (the
+    weights were wrong when the inlier function and the classifier were traced into one graph)."""
+    ms.set_seed(0)
+    net = InPlaceResidualNet()
+    features = xaifn.features_view(net, "fc")
+    x = np.random.default_rng(4).random((2, 3, 8, 8), np.float32)
+    masks = xaifn.rise_masks(seed=2, num_masks=12, size=(8, 8))
+    got = xaifn.rise_plus(net, nn.Softmax(), features, ms.Tensor(x), [1, 3], masks)
+
+    def probs_np(images):
+        return softmax_np(net(ms.Tensor(images, ms.float32)).asnumpy().astype(np.float64))
+
+    def inlier_np(images):
+        return features(ms.Tensor(images, ms.float32)).asnumpy().astype(np.float64)
+
+    weights = inlier_weights_np(inlier_np, x.astype(np.float64), np.asarray(masks[0:12], np.float64))[0]
+    assert ((weights > 0.2) & (weights < 0.8)).all(), "clipped weights would check less"
+    assert_close(got, rise_plus_np(probs_np, inlier_np, x, np.array([[1], [3]]), masks[0:12]), rtol=1e-5)
+
+
 # --------------------------------------------------------------------------------------------
 # Chunks, seeds, the network untouched
 # --------------------------------------------------------------------------------------------

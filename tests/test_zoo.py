@@ -273,14 +273,7 @@ def _rise_reference(net, x, t, masks, weight=None):
 
 # ---- the matrix ------------------------------------------------------------------------------
 
-#: Known MindSpore 2.10 defect, not xaifn's: compiling a mindcv ResNet and a second view of it that
-#: shares its Parameters (the features of RISEPlus) into one graph gives wrong values for the
-#: second (eager: right; each alone: right; DenseNet, ConvNeXt, ViT: right). Strict: fixing it fails here.
-KNOWN_BROKEN = {("resnet", "rise_plus"): "MindSpore: two parameter-sharing ResNet graphs in one compile"}
-CASES = [pytest.param(family, method, id=f"{family}-{method}",
-                      marks=[pytest.mark.xfail(reason=KNOWN_BROKEN[(family, method)], strict=True)]
-                      if (family, method) in KNOWN_BROKEN else [])
-         for family, methods in MATRIX.items() for method in methods]
+CASES = [pytest.param(family, method, id=f"{family}-{method}") for family, methods in MATRIX.items() for method in methods]
 
 
 @pytest.mark.parametrize("family, method", CASES)

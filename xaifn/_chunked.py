@@ -56,12 +56,23 @@ def images_per_step(chunk, bytes_per_image):  # pylint: disable=redefined-outer-
     return int(chunk)
 
 
+def _perturbed(x, masks, baseline, keep):
+    """The b * k perturbed images x_n * K_i + baseline * (1 - K_i), sample-major (traceable)."""
+    kept = masks if keep else 1 - masks
+    images = (x - baseline).expand_dims(1) * kept.expand_dims(0) + baseline
+    return images.reshape((x.shape[0] * masks.shape[0],) + x.shape[1:])
+
+
+def _aux_kernel(aux_fn, keep):
+    def aux_rows(x, masks, baseline, aux):
+        return aux_fn(_perturbed(x, masks, baseline, keep), ops.repeat_interleave(aux, masks.shape[0], 0))
+    return _cache.compiled(aux_rows, checked=False)  # the sums are checked once, at the end
+
+
 def _step_kernel(score_fn, keep):
-    def step(acc, x, labels, masks, baseline, aux):
+    def step(acc, x, labels, masks, baseline, aux):   # aux: one row per perturbed image
         b, k = x.shape[0], masks.shape[0]
-        kept = masks if keep else 1 - masks
-        images = (x - baseline).expand_dims(1) * kept.expand_dims(0) + baseline  # x K + b (1 - K)
-        scores = score_fn(images.reshape((b * k,) + x.shape[1:]), ops.repeat_interleave(aux, k, 0))
+        scores = score_fn(_perturbed(x, masks, baseline, keep), aux)
         index = ops.broadcast_to(labels.expand_dims(1), (b, k, labels.shape[1]))
         picked = ops.gather_elements(scores.reshape(b, k, -1), 2, index).astype(acc.dtype)  # (b, k, l)
         flat_masks = masks.reshape(k, -1).astype(acc.dtype)
@@ -70,7 +81,7 @@ def _step_kernel(score_fn, keep):
 
 
 def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, keep=True,
-                      baseline=0.0, aux=None):
+                      baseline=0.0, aux=None, build_aux=None):
     """S (N, l, H, W) as in the module docstring, summed in float32 (float64 for float64 inputs).
 
     Args:
@@ -84,10 +95,19 @@ def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, k
         keep: True if masks mark kept pixels, False if they mark occluded pixels.
         baseline: value given to the pixels that are not kept.
         aux: optional (N, A) per-sample Tensor handed to `score_fn` alongside each image.
+        build_aux: None, or builds (on a cache miss only) a traced function (images (B, C, H, W),
+            aux (B, A)) -> (B, A') whose rows, per perturbed image, replace `aux`'s as the score
+            function's second argument. It is compiled as a kernel of its own, run before the
+            step on the same perturbed images, never traced into the score's graph: two
+            Parameter-sharing views of one network in one graph share their common layers, and
+            MindSpore (2.10) then computes wrong values for the second when the network adds in
+            place (ResNet's ``out += identity``), silently.
     """
     owner, key = cache_key
     step = _cache.cached(owner, ("perturbation_sums", keep) + tuple(key),
                          lambda: _step_kernel(build_score(), keep))
+    rows = None if build_aux is None else _cache.cached(owner, ("perturbation_aux", keep) + tuple(key),
+                                                        lambda: _aux_kernel(build_aux(), keep))
     n, num_targets = labels.shape
     num_masks, height, width = masks.shape[0], masks.shape[2], masks.shape[3]
     block = min(n, chunk)
@@ -100,10 +120,12 @@ def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, k
     for start in range(0, n, block):
         x, lab, a = (_pad_rows(t[start:start + block], block) for t in (inputs, labels, aux))
         acc = ops.zeros((block, num_targets, height * width), sums)
+        repeated = ops.repeat_interleave(a, per_step, 0) if rows is None else None  # aux per image
         for m0 in range(0, num_masks, per_step):
             chunk_masks = np.asarray(masks[m0:m0 + per_step], dtype=np.float32)
-            chunk_masks = _pad_rows(chunk_masks, per_step)
-            acc = step(acc, x, lab, ms.Tensor(chunk_masks, dtype), base, a)
+            chunk_masks = ms.Tensor(_pad_rows(chunk_masks, per_step), dtype)
+            per_image = repeated if rows is None else rows(x, chunk_masks, base, a)
+            acc = step(acc, x, lab, chunk_masks, base, per_image)
         results.append(acc[:min(block, n - start)])
     out = results[0] if len(results) == 1 else ops.cat(results, 0)
     _cache.check_finite_result(out, _cache.method_name(key))

@@ -6,10 +6,11 @@ With o(x) = max_c inlier(x)[c], s_min = o(zero image), s_max_n = o(x_n):
     S[n, j] = (1/K) * sum_i  s_ni * sigma(f(x_n * M_i))[t_nj] * M_i
 
 `inlier_fn` is any images -> (N, L) in-distribution score, e.g.
-`xaifn.ood.inlier_fn(params, features_fn)`. The inlier forward runs inside the same chunked kernel
-as the classifier's (one extra forward per chunk, in the same compiled call). Both are traced into
-one graph, so a feature extractor that is a *different* Cell with the same Parameter names as the
-classifier is refused by MindSpore; use a view of the classifier itself (`xaifn.network_view`).
+`xaifn.ood.inlier_fn(params, features_fn)`. The weights s_ni of a chunk of perturbed images come
+from a compiled kernel of their own, run before the classifier's step on the same images
+(`perturbation_sums`' `build_aux`): the inlier function and the classifier are never traced into
+one graph, where MindSpore merges the layers that two views of one network share and computes
+wrong inlier scores, silently, on networks that add in place (ResNet's ``out += identity``).
 """
 from mindspore import ops
 
@@ -26,11 +27,17 @@ def inlier_weight(inlier_scores, s_min, s_max):
     return (clipped - s_min) / (s_max - s_min + EPS)
 
 
-def weighted_probability_fn(net_fn, activation_fn, inlier_fn):
-    """(images, aux = [s_min, s_max] per image) -> s_i * sigma(f(images)), the RISEPlus score."""
-    def weighted(images, aux):
-        weights = inlier_weight(inlier_fn(images), aux[:, 0], aux[:, 1])
-        return activation_fn(net_fn(images)) * weights.expand_dims(1)
+def weight_fn(inlier_fn):
+    """(images, bounds = [s_min, s_max] per image) -> s_i (B, 1), the weight of each image."""
+    def weight(images, bounds):
+        return inlier_weight(inlier_fn(images), bounds[:, 0], bounds[:, 1]).expand_dims(1)
+    return weight
+
+
+def weighted_probability_fn(net_fn, activation_fn):
+    """(images, weights s_i (B, 1)) -> s_i * sigma(f(images)), the RISEPlus score."""
+    def weighted(images, weights):
+        return activation_fn(net_fn(images)) * weights
     return weighted
 
 
@@ -67,16 +74,10 @@ def rise_plus(net_fn, activation_fn, inlier_fn, inputs, targets, masks, chunk=DE
     max_score = _cache.cached(net_fn, ("max_score", "rise_plus", inlier_key), lambda: _max_score_kernel(inlier_fn))
     s_max = max_score(inputs)
     s_min = max_score(ops.zeros((1,) + tuple(inputs.shape[1:]), inputs.dtype))
-    aux = ops.stack([ops.broadcast_to(s_min, s_max.shape), s_max], axis=1)
-    build = lambda: weighted_probability_fn(_cache.evaluable(net_fn), activation_fn, inlier_fn)  # noqa: E731
-    try:
-        step = images_per_step(chunk, bytes_per_image(net_fn, inputs, forwards=2))  # + the inlier forward
-        sums = perturbation_sums(build, inputs, labels, masks, step,
-                                 (net_fn, ("rise_plus", activation_key, inlier_key)), aux=aux)
-    except RuntimeError as error:
-        if "already exists" not in str(error):
-            raise
-        raise ValueError("`inlier_fn` uses Parameters whose names clash with those of `net_fn` (a second "
-                         "copy of the same network?). Build the OoD features from the explained network "
-                         "itself, e.g. xaifn.network_view(net, output_features=True).") from None
+    bounds = ops.stack([ops.broadcast_to(s_min, s_max.shape), s_max], axis=1)
+    build = lambda: weighted_probability_fn(_cache.evaluable(net_fn), activation_fn)  # noqa: E731
+    step = images_per_step(chunk, bytes_per_image(net_fn, inputs, forwards=2))  # + the inlier forward
+    sums = perturbation_sums(build, inputs, labels, masks, step,
+                             (net_fn, ("rise_plus", activation_key, inlier_key)), aux=bounds,
+                             build_aux=lambda: weight_fn(inlier_fn))
     return sums / masks.shape[0]
