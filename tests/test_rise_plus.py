@@ -11,7 +11,7 @@ from hypothesis import example, given, settings, strategies as st
 from mindspore import nn, ops
 
 import xaifn
-from xaifn import ood
+from xaifn import _cache, ood
 from xaifn.explanation import OoDNet, RISEPlus
 from _numerics import assert_close, softmax_np
 
@@ -276,6 +276,25 @@ def test_functional_matches_formula_on_an_in_place_residual_network():
     weights = inlier_weights_np(inlier_np, x.astype(np.float64), np.asarray(masks[0:12], np.float64))[0]
     assert ((weights > 0.2) & (weights < 0.8)).all(), "clipped weights would check less"
     assert_close(got, rise_plus_np(probs_np, inlier_np, x, np.array([[1], [3]]), masks[0:12]), rtol=1e-5)
+
+
+def _fused_verdicts(net):
+    """The fused-kernel checks `perturbation_sums` recorded for `net`: [True] fused, [False] apart."""
+    return [entry[1] for key, entry in _cache._KERNELS[net].items()  # pylint: disable=protected-access
+            if key[0] == "perturbation_fused_agrees"]
+
+
+def test_fused_kernel_refused_on_in_place_residual_and_kept_elsewhere(ood_zoo):
+    """The one-graph kernel is checked against the kernels run apart: refused where MindSpore gets
+    it wrong (in-place residual add), kept where it is right (its speed)."""
+    x = np.random.default_rng(4).random((2, 3, 8, 8), np.float32)
+    masks = xaifn.rise_masks(seed=2, num_masks=6, size=(8, 8))
+    residual = InPlaceResidualNet()
+    plain = ood_zoo.he_init(ood_zoo.FeatureNet(num_class=5), seed=0)
+    for net, features, verdict in ((residual, xaifn.features_view(residual, "fc"), False),
+                                   (plain, xaifn.network_view(plain, output_features=True), True)):
+        xaifn.rise_plus(net, nn.Softmax(), features, ms.Tensor(x), 1, masks, chunk=4)
+        assert _fused_verdicts(net) == [[verdict]]
 
 
 # --------------------------------------------------------------------------------------------

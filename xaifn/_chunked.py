@@ -69,15 +69,39 @@ def _aux_kernel(aux_fn, keep):
     return _cache.compiled(aux_rows, checked=False)  # the sums are checked once, at the end
 
 
-def _step_kernel(score_fn, keep):
-    def step(acc, x, labels, masks, baseline, aux):   # aux: one row per perturbed image
+def _step_kernel(score_fn, keep, aux_fn=None):
+    """One step: (acc + this step's sums, the aux rows the score read, the picked scores (b, k, l)).
+    Without `aux_fn`, `aux` holds one row per perturbed image; with it (fused), one per sample,
+    turned into rows in-graph."""
+    def step(acc, x, labels, masks, baseline, aux):
         b, k = x.shape[0], masks.shape[0]
-        scores = score_fn(_perturbed(x, masks, baseline, keep), aux)
+        images = _perturbed(x, masks, baseline, keep)
+        if aux_fn is not None:
+            aux = aux_fn(images, ops.repeat_interleave(aux, k, 0))
+        scores = score_fn(images, aux)
         index = ops.broadcast_to(labels.expand_dims(1), (b, k, labels.shape[1]))
         picked = ops.gather_elements(scores.reshape(b, k, -1), 2, index).astype(acc.dtype)  # (b, k, l)
         flat_masks = masks.reshape(k, -1).astype(acc.dtype)
-        return acc + ops.matmul(picked.transpose(0, 2, 1), flat_masks)   # (b, l, H*W)
+        return acc + ops.matmul(picked.transpose(0, 2, 1), flat_masks), aux, picked   # (b, l, H*W)
     return _cache.compiled(step, checked=False)  # the sums are checked once, at the end
+
+
+def _fused_check(fused_step, args, apart, dtype):
+    """(True, the fused step's outputs on `args`) if its aux rows and picked scores equal those of
+    `apart`, the outputs run apart, up to rounding; else (False, `apart`) -- also when it cannot be
+    compiled (an aux function on a *different* Cell with the score's Parameter names)."""
+    try:
+        fused = fused_step(*args)
+    except RuntimeError as error:
+        if "already exists" not in str(error):
+            raise
+        return False, apart
+    tol = 1e-2 if dtype in (ms.float16, ms.bfloat16) else 1e-4
+    for one, other in zip(fused[1:], apart[1:]):
+        one, other = one.astype(ms.float32).asnumpy(), other.astype(ms.float32).asnumpy()
+        if not np.allclose(one, other, rtol=tol, atol=tol * (1 + np.abs(other).max(initial=0))):
+            return False, apart
+    return True, fused
 
 
 def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, keep=True,
@@ -96,23 +120,36 @@ def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, k
         baseline: value given to the pixels that are not kept.
         aux: optional (N, A) per-sample Tensor handed to `score_fn` alongside each image.
         build_aux: None, or builds (on a cache miss only) a traced function (images (B, C, H, W),
-            aux (B, A)) -> (B, A') whose rows, per perturbed image, replace `aux`'s as the score
-            function's second argument. It is compiled as a kernel of its own, run before the
-            step on the same perturbed images, never traced into the score's graph: two
-            Parameter-sharing views of one network in one graph share their common layers, and
-            MindSpore (2.10) then computes wrong values for the second when the network adds in
-            place (ResNet's ``out += identity``), silently.
+            aux (B, A)) -> (B, A') whose rows, one per perturbed image, replace `aux`'s as the
+            score function's second argument. See "Fused or apart" below.
+
+    Fused or apart. With `build_aux`, the step traces the aux function into the score's graph:
+    one compiled call per step, and when both evaluate views of one network MindSpore computes
+    their shared layers once. But on networks that add in place (ResNet's ``out += identity``
+    after a BatchNorm), MindSpore (2.10) computes wrong values for the second of two
+    Parameter-sharing views traced into one graph, silently (either of the two, measured). So the
+    first step after each (re)build of the kernels, and for each new step signature (shapes,
+    dtype), runs both ways: fused, and apart -- the aux
+    function compiled alone, then the score's step on its rows. The fused step serves every later
+    step if its aux rows and picked scores equal those run apart; else every step runs apart, at
+    the cost of a second forward.
     """
     owner, key = cache_key
-    step = _cache.cached(owner, ("perturbation_sums", keep) + tuple(key),
-                         lambda: _step_kernel(build_score(), keep))
-    rows = None if build_aux is None else _cache.cached(owner, ("perturbation_aux", keep) + tuple(key),
-                                                        lambda: _aux_kernel(build_aux(), keep))
+    key = tuple(key)
+    if build_aux is None:
+        step = _cache.cached(owner, ("perturbation_sums", keep) + key, lambda: _step_kernel(build_score(), keep))
+    else:
+        step = _cache.cached(owner, ("perturbation_sums", keep, "fused") + key,
+                             lambda: _step_kernel(build_score(), keep, build_aux()))
+        rows = _cache.cached(owner, ("perturbation_aux", keep) + key, lambda: _aux_kernel(build_aux(), keep))
     n, num_targets = labels.shape
     num_masks, height, width = masks.shape[0], masks.shape[2], masks.shape[3]
     block = min(n, chunk)
     per_step = min(max(1, chunk // block), num_masks)  # no padding beyond the masks there are
     dtype = inputs.dtype
+    if build_aux is not None:  # the fused graph is compiled per signature: checked per signature
+        signature = (block, per_step) + tuple(inputs.shape[1:]) + (str(dtype),)
+        verdict = _cache.cached(owner, ("perturbation_fused_agrees", keep) + key + signature, lambda: [None])
     aux = ms.Tensor(np.zeros((n, 1)), dtype) if aux is None else aux
     base = ms.Tensor(baseline, dtype)
     sums = ms.float64 if dtype == ms.float64 else ms.float32  # float16 scores summed in float32
@@ -120,12 +157,21 @@ def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, k
     for start in range(0, n, block):
         x, lab, a = (_pad_rows(t[start:start + block], block) for t in (inputs, labels, aux))
         acc = ops.zeros((block, num_targets, height * width), sums)
-        repeated = ops.repeat_interleave(a, per_step, 0) if rows is None else None  # aux per image
+        repeated = ops.repeat_interleave(a, per_step, 0) if build_aux is None else None  # aux per image
         for m0 in range(0, num_masks, per_step):
             chunk_masks = np.asarray(masks[m0:m0 + per_step], dtype=np.float32)
             chunk_masks = ms.Tensor(_pad_rows(chunk_masks, per_step), dtype)
-            per_image = repeated if rows is None else rows(x, chunk_masks, base, a)
-            acc = step(acc, x, lab, chunk_masks, base, per_image)
+            if build_aux is None:
+                acc = step(acc, x, lab, chunk_masks, base, repeated)[0]
+            elif verdict[0]:
+                acc = step(acc, x, lab, chunk_masks, base, a)[0]
+            else:
+                apart = _cache.cached(owner, ("perturbation_sums", keep) + key,
+                                      lambda: _step_kernel(build_score(), keep))
+                outputs = apart(acc, x, lab, chunk_masks, base, rows(x, chunk_masks, base, a))
+                if verdict[0] is None:   # if fused, every step fused: same maps at every call
+                    verdict[0], outputs = _fused_check(step, (acc, x, lab, chunk_masks, base, a), outputs, dtype)
+                acc = outputs[0]
         results.append(acc[:min(block, n - start)])
     out = results[0] if len(results) == 1 else ops.cat(results, 0)
     _cache.check_finite_result(out, _cache.method_name(key))

@@ -6,11 +6,11 @@ With o(x) = max_c inlier(x)[c], s_min = o(zero image), s_max_n = o(x_n):
     S[n, j] = (1/K) * sum_i  s_ni * sigma(f(x_n * M_i))[t_nj] * M_i
 
 `inlier_fn` is any images -> (N, L) in-distribution score, e.g.
-`xaifn.ood.inlier_fn(params, features_fn)`. The weights s_ni of a chunk of perturbed images come
-from a compiled kernel of their own, run before the classifier's step on the same images
-(`perturbation_sums`' `build_aux`): the inlier function and the classifier are never traced into
-one graph, where MindSpore merges the layers that two views of one network share and computes
-wrong inlier scores, silently, on networks that add in place (ResNet's ``out += identity``).
+`xaifn.ood.inlier_fn(params, features_fn)`. The weights s_ni are the `aux` rows of
+`perturbation_sums`: traced into the classifier's chunked kernel (one compiled call per chunk, the
+layers the classifier and a view of it share computed once) when that kernel's inlier scores agree
+with the inlier function compiled alone on the first chunk, else computed by that kernel of their
+own before each chunk (MindSpore gets the fused graph wrong on ResNet's in-place residual add).
 """
 from mindspore import ops
 
@@ -20,24 +20,25 @@ from xaifn._chunked import DEFAULT_CHUNK, bytes_per_image, images_per_step, pert
 EPS = 2.22e-16
 
 
-def inlier_weight(inlier_scores, s_min, s_max):
-    """The clipped, rescaled inlier score of each image (B,), given per-image s_min and s_max."""
-    best = inlier_scores.max(axis=1)
+def inlier_weight(best, s_min, s_max):
+    """The clipped, rescaled inlier score o of each image (B,), given per-image s_min and s_max."""
     clipped = ops.minimum(ops.maximum(best, s_min), s_max)
     return (clipped - s_min) / (s_max - s_min + EPS)
 
 
 def weight_fn(inlier_fn):
-    """(images, bounds = [s_min, s_max] per image) -> s_i (B, 1), the weight of each image."""
+    """(images, bounds = [s_min, s_max] per image) -> [s_i, o(image)] (B, 2): the weight of each
+    image, and its unclipped score (so that the fused kernel's check also sees clipped scores)."""
     def weight(images, bounds):
-        return inlier_weight(inlier_fn(images), bounds[:, 0], bounds[:, 1]).expand_dims(1)
+        best = inlier_fn(images).max(axis=1)
+        return ops.stack([inlier_weight(best, bounds[:, 0], bounds[:, 1]), best], axis=1)
     return weight
 
 
 def weighted_probability_fn(net_fn, activation_fn):
-    """(images, weights s_i (B, 1)) -> s_i * sigma(f(images)), the RISEPlus score."""
-    def weighted(images, weights):
-        return activation_fn(net_fn(images)) * weights
+    """(images, rows [s_i, o] (B, 2)) -> s_i * sigma(f(images)), the RISEPlus score."""
+    def weighted(images, rows):
+        return activation_fn(net_fn(images)) * rows[:, :1]
     return weighted
 
 
