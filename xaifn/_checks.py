@@ -20,6 +20,12 @@ _FLOAT_DTYPES = (ms.float16, ms.float32, ms.float64, ms.bfloat16)
 @_cache.serialised
 def check_inputs(inputs, name="inputs"):
     """Return `inputs` if it is a finite float Tensor of shape (N, C, H, W) with N >= 1."""
+    check_finite(check_input_form(inputs, name), name)
+    return inputs
+
+
+def check_input_form(inputs, name="inputs"):
+    """Return `inputs` if it is a float Tensor of shape (N, C, H, W) with N >= 1 (values unread)."""
     if not isinstance(inputs, ms.Tensor):
         raise TypeError(f"`{name}` must be a mindspore.Tensor of shape (N, C, H, W), "
                         f"got {type(inputs).__name__}.")
@@ -29,7 +35,6 @@ def check_inputs(inputs, name="inputs"):
         raise TypeError(f"`{name}` must have a floating-point dtype, got {inputs.dtype}.")
     if 0 in inputs.shape:
         raise ValueError(f"`{name}` must not be empty, got shape {tuple(inputs.shape)}.")
-    check_finite(inputs, name)
     return inputs
 
 
@@ -254,10 +259,10 @@ def check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk):
     chunk), the inputs cast to the dtype of the network's Parameters (the perturbed images are
     xaifn's to make, so a float64 batch for a float32 network is the user's evident intent)."""
     check_callable(activation_fn, "activation_fn")
-    dtype = network_dtype(net_fn) if isinstance(check_inputs(inputs), ms.Tensor) else None
+    dtype = network_dtype(net_fn) if isinstance(check_input_form(inputs), ms.Tensor) else None
     if dtype is not None and inputs.dtype != dtype:
         inputs = inputs.astype(dtype)
-    labels = check_call(net_fn, inputs, targets, allow_2d=True)
+    labels = check_call(net_fn, inputs, targets, allow_2d=True)  # reads the (cast) values once
     return inputs, labels, check_chunk(chunk)
 
 
