@@ -1,15 +1,25 @@
-"""Chunked, compiled evaluation: the `chunk` knob and the primitive behind every perturbation method.
+"""Chunked, compiled evaluation: the `chunk` knob and the one loop behind every perturbation method.
 
 For inputs x (N, C, H, W), masks M_i (K, 1, H, W) and targets t (N, l) it computes
 
     S[n, j] = sum_i  score(x~_ni)[t_nj] * M_i,      x~_ni = x_n * K_i + baseline * (1 - K_i),
 
 where K_i = M_i when the masks mark the pixels kept (RISE) and K_i = 1 - M_i when they mark the
-pixels occluded (Occlusion). The work runs in steps of P perturbed images: a block of b samples
-times k masks, the last block padded (zero masks add nothing to S, padded samples are dropped) so
-that one compiled kernel serves every step. Masks are read `masks[i:j]` one chunk at a time, so a
-lazy mask set (`RiseMasks`, `OcclusionWindows`) is never held whole, and the perturbed images of
-one step are all that exists at once.
+pixels occluded (Occlusion). The metrics (`removal_scores`) score per-sample perturbations
+instead, one per rank interval, and Integrated Gradients, SmoothGrad and ScoreCAM sum a step over
+copies of each sample (`copy_sums`); the formulas are at each entry point.
+
+One loop serves them all: `blocked` runs a step function over N samples times K copies (masks,
+windows, rank intervals, path positions, noise samples, channels) in calls of at most P perturbed
+images: a block of b samples times k copies, b * k <= P, both balanced (the fewest calls, then the
+smallest blocks: 33 copies at most 32 per call are 2 calls of 17, not 32 + 1 padded), the last
+blocks padded with zero rows (a zero mask, interval or weight adds nothing; padded samples are
+dropped) so that one compiled kernel serves every call. Copies are read `copies[i:j]` one call at a
+time, so a lazy set (`RiseMasks`, `OcclusionWindows`, `GaussianNoise`) is never held whole, and the
+perturbed images of one call are all that exists at once. The results are summed over the copies
+(the step carries the running sums: S above) or concatenated along them (the metrics' curves), and
+combined on the host: no eager MindSpore op runs between the compiled calls (each costs
+milliseconds of dispatch on CPU).
 
 The chunk knob, shared by every chunked primitive (call these, do not re-derive them):
 
@@ -23,6 +33,8 @@ The chunk knob, shared by every chunked primitive (call these, do not re-derive 
   whose layers cannot be seen) plus `copies` image-sized buffers of the step itself. A primitive
   with a backward pass passes forwards=2 (activations kept for the backward) or more.
 """
+import collections
+
 import numpy as np
 import mindspore as ms
 from mindspore import ops
@@ -55,6 +67,91 @@ def images_per_step(chunk, bytes_per_image):  # pylint: disable=redefined-outer-
         return max(1, chunk.bytes // max(1, int(bytes_per_image)))
     return int(chunk)
 
+
+#: Where one call of `blocked` is: the slices of its real (not padded) samples and copies.
+Block = collections.namedtuple("Block", "samples copies")
+
+
+def _balanced(count, most):
+    """The smallest part size that splits `count` into as few parts of at most `most` as possible
+    (33 steps, at most 32 per call: 2 calls of 17, not 32 + 1 padded to 32)."""
+    parts = -(-count // most)
+    return -(-count // parts)
+
+
+def _pad_rows(rows, size):
+    """The array `rows` padded with zero rows to `size` along axis 0."""
+    missing = size - rows.shape[0]
+    if missing == 0:
+        return rows
+    return np.concatenate([rows, np.zeros((missing,) + rows.shape[1:], rows.dtype)])
+
+
+def _host(value):
+    return value.asnumpy() if isinstance(value, ms.Tensor) else value
+
+
+def blocked(step, samples, copies, chunk, fold=False):
+    """The loop of every chunked primitive (module docstring): N samples times K copies in calls of
+    a block of b samples times k copies, b * k <= `chunk`, both balanced, the last ones padded.
+
+    Args:
+        step: called once per block as ``step(where, sample_rows, copy_rows)`` (with `fold`:
+            ``step(where, sample_rows, copy_rows, total)``): `where` is the call's `Block`,
+            `sample_rows` the b-row block of each of `samples` (as given: Tensor or array), zero
+            rows padding the last block, `copy_rows` the k rows ``np.asarray(c[i:j])`` of each of
+            `copies`, zero rows padding the last ones. It returns the call's values, a host array
+            (b, k, ...); with `fold`, the running sums over the copies: `total` (None at the first
+            call of a sample block) plus this call's, a tuple of Tensors or arrays (b, ...).
+        samples: tuple of Tensors or arrays with leading axis N (all of them in one block, as
+            they are; else cut on the host: eager slices cost milliseconds each).
+        copies: tuple of per-copy rows with leading axis K (arrays or lazy sets sliced `[i:j]`).
+        chunk: P, the most perturbed images (b * k) per call.
+        fold: sum over the copies (the step accumulates) instead of concatenating along them.
+
+    Returns the (N, K, ...) array of the values, or with `fold` the tuple of sums (N, ...) as
+    arrays; the padding dropped.
+    """
+    n, count = samples[0].shape[0], copies[0].shape[0]
+    block = _balanced(n, chunk)
+    per_call = _balanced(count, max(1, chunk // block))
+    hosts = samples if block == n else tuple(_host(s) for s in samples)
+    results = []
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        part = samples if block == n else tuple(
+            ms.Tensor(_pad_rows(h[start:stop], block)) if isinstance(s, ms.Tensor) else _pad_rows(h[start:stop], block)
+            for h, s in zip(hosts, samples))
+        total, values = None, []
+        for c0 in range(0, count, per_call):
+            c1 = min(c0 + per_call, count)
+            rows = tuple(_pad_rows(np.asarray(c[c0:c1]), per_call) for c in copies)
+            where = Block(slice(start, stop), slice(c0, c1))
+            if fold:
+                total = step(where, part, rows, total)
+            else:
+                values.append(step(where, part, rows))
+        if fold:
+            results.append(tuple(_host(t)[:stop - start] for t in total))
+        else:
+            results.append(np.concatenate(values, 1)[:stop - start, :count])
+    if fold:
+        return tuple(np.concatenate(r) for r in zip(*results))
+    return np.concatenate(results)
+
+
+def _result(values, key):
+    """The host array `values` as a Tensor, checked finite: on the host, and by
+    `_cache.check_finite_result` (an eager op: milliseconds) only to raise its error."""
+    out = ms.Tensor(values)
+    if not np.isfinite(values).all():
+        _cache.check_finite_result(out, _cache.method_name(key))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Shared masks, weighted sums (RISE, Occlusion, RISEPlus): S in the module docstring
+# --------------------------------------------------------------------------------------------
 
 def _perturbed(x, masks, baseline, keep):
     """The b * k perturbed images x_n * K_i + baseline * (1 - K_i), sample-major (traceable)."""
@@ -106,7 +203,8 @@ def _fused_check(fused_step, args, apart, dtype):
 
 def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, keep=True,
                       baseline=0.0, aux=None, build_aux=None):
-    """S (N, l, H, W) as in the module docstring, summed in float32 (float64 for float64 inputs).
+    """S (N, l, H, W) as in the module docstring, summed in float32 (float64 for float64 inputs),
+    through `blocked`: the masks are its copies, the kernel adds each call's sums to the last.
 
     Args:
         build_score: builds, on a cache miss only, the traced score function
@@ -136,56 +234,41 @@ def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, k
     """
     owner, key = cache_key
     key = tuple(key)
+
+    def apart():
+        return _cache.cached(owner, ("perturbation_sums", keep) + key, lambda: _step_kernel(build_score(), keep))
     if build_aux is None:
-        step = _cache.cached(owner, ("perturbation_sums", keep) + key, lambda: _step_kernel(build_score(), keep))
+        step = apart()
     else:
         step = _cache.cached(owner, ("perturbation_sums", keep, "fused") + key,
                              lambda: _step_kernel(build_score(), keep, build_aux()))
         rows = _cache.cached(owner, ("perturbation_aux", keep) + key, lambda: _aux_kernel(build_aux(), keep))
     n, num_targets = labels.shape
     num_masks, height, width = masks.shape[0], masks.shape[2], masks.shape[3]
-    block = min(n, chunk)
-    per_step = min(max(1, chunk // block), num_masks)  # no padding beyond the masks there are
     dtype = inputs.dtype
     if build_aux is not None:  # the fused graph is compiled per signature: checked per signature
-        signature = (block, per_step) + tuple(inputs.shape[1:]) + (str(dtype),)
+        block = _balanced(n, chunk)
+        signature = (block, _balanced(num_masks, max(1, chunk // block))) + tuple(inputs.shape[1:]) + (str(dtype),)
         verdict = _cache.cached(owner, ("perturbation_fused_agrees", keep) + key + signature, lambda: [None])
     aux = ms.Tensor(np.zeros((n, 1)), dtype) if aux is None else aux
     base = ms.Tensor(baseline, dtype)
-    sums = ms.float64 if dtype == ms.float64 else ms.float32  # float16 scores summed in float32
-    results = []
-    for start in range(0, n, block):
-        x, lab, a = (_pad_rows(t[start:start + block], block) for t in (inputs, labels, aux))
-        acc = ops.zeros((block, num_targets, height * width), sums)
-        repeated = ops.repeat_interleave(a, per_step, 0) if build_aux is None else None  # aux per image
-        for m0 in range(0, num_masks, per_step):
-            chunk_masks = np.asarray(masks[m0:m0 + per_step], dtype=np.float32)
-            chunk_masks = ms.Tensor(_pad_rows(chunk_masks, per_step), dtype)
-            if build_aux is None:
-                acc = step(acc, x, lab, chunk_masks, base, repeated)[0]
-            elif verdict[0]:
-                acc = step(acc, x, lab, chunk_masks, base, a)[0]
-            else:
-                apart = _cache.cached(owner, ("perturbation_sums", keep) + key,
-                                      lambda: _step_kernel(build_score(), keep))
-                outputs = apart(acc, x, lab, chunk_masks, base, rows(x, chunk_masks, base, a))
-                if verdict[0] is None:   # if fused, every step fused: same maps at every call
-                    verdict[0], outputs = _fused_check(step, (acc, x, lab, chunk_masks, base, a), outputs, dtype)
-                acc = outputs[0]
-        results.append(acc[:min(block, n - start)])
-    out = results[0] if len(results) == 1 else ops.cat(results, 0)
-    _cache.check_finite_result(out, _cache.method_name(key))
-    return out.reshape(n, num_targets, height, width)
+    sums = np.float64 if dtype == ms.float64 else np.float32  # float16 scores summed in float32
 
+    def call(where, part, copy_rows, total):  # pylint: disable=unused-argument
+        x, lab, a = part
+        chunk_masks = ms.Tensor(np.asarray(copy_rows[0], np.float32), dtype)
+        acc = ms.Tensor(np.zeros((x.shape[0], num_targets, height * width), sums)) if total is None else total[0]
+        if build_aux is None:   # aux rows: one per perturbed image
+            return step(acc, x, lab, chunk_masks, base, ms.Tensor(np.repeat(a.asnumpy(), chunk_masks.shape[0], 0)))[:1]
+        if verdict[0]:
+            return step(acc, x, lab, chunk_masks, base, a)[:1]
+        outputs = apart()(acc, x, lab, chunk_masks, base, rows(x, chunk_masks, base, a))
+        if verdict[0] is None:   # if fused, every step fused: same maps at every call
+            verdict[0], outputs = _fused_check(step, (acc, x, lab, chunk_masks, base, a), outputs, dtype)
+        return outputs[:1]
 
-def _pad_rows(rows, size):
-    """`rows` padded with zero rows to `size` along axis 0 (numpy array or Tensor)."""
-    missing = size - rows.shape[0]
-    if missing == 0:
-        return rows
-    if isinstance(rows, np.ndarray):
-        return np.concatenate([rows, np.zeros((missing,) + rows.shape[1:], rows.dtype)])
-    return ops.cat([rows, ops.zeros((missing,) + tuple(rows.shape[1:]), rows.dtype)])
+    (out,) = blocked(call, (inputs, labels, aux), (masks,), chunk, fold=True)
+    return _result(out.reshape(n, num_targets, height, width), key)
 
 
 def _target_kernel(score_fn):
@@ -208,21 +291,13 @@ def target_scores(build_score, inputs, labels, cache_key, aux=None):
 # --------------------------------------------------------------------------------------------
 
 def _removal_kernel(score_fn):
-    def step(repeated, labels, kept, fill, aux):
-        b = labels.shape[0]
-        images = (repeated - fill) * kept + fill                                  # (b * k, C, H, W)
-        scores = score_fn(images, aux)
-        k = scores.shape[0] // b
+    def step(x, labels, kept, fill):
+        b, k = kept.shape[0], kept.shape[1]
+        images = (x.expand_dims(1) - fill) * kept.astype(x.dtype) + fill            # (b, k, C, H, W)
+        scores = score_fn(images.reshape((b * k,) + x.shape[1:]), ops.zeros((b * k, 1), x.dtype))
         index = ops.broadcast_to(labels.expand_dims(1), (b, k, 1))
         return ops.gather_elements(scores.reshape(b, k, -1), 2, index).squeeze(2)  # (b, k)
     return _cache.compiled(step, checked=False)  # the scores are checked once, at the end
-
-
-def _balanced(count, most):
-    """The smallest part size that splits `count` into as few parts of at most `most` as possible
-    (33 steps, at most 32 per call: 2 calls of 17, not 32 + 1 padded to 32)."""
-    parts = -(-count // most)
-    return -(-count // parts)
 
 
 def removal_scores(build_score, inputs, labels, ranks, intervals, chunk, cache_key, *, reference=0.0,
@@ -231,13 +306,12 @@ def removal_scores(build_score, inputs, labels, ranks, intervals, chunk, cache_k
 
         x~_nj = x_n * K_nj + fill_nj * (1 - K_nj),     K_nj = 1 - 1[low_j <= rank_n < high_j]  (all channels)
 
-    Work runs in calls of a block of b samples times k intervals (b * k <= chunk, both balanced so
-    that padding stays below one row per call), the last block padded (padded rows are dropped, a
-    padded interval removes nothing) so that one compiled kernel serves every call. The keep masks
-    K (1 / C of the images' size) are built from the ranks on the host one call at a time, so
-    memory does not grow with the number of steps S; each sample block is repeated k times once
-    (on the host: MindSpore's CPU repeat_interleave was measured 10x slower), and the kernel blends
-    and scores (measured faster on CPU than building the masks in the kernel with 5-D broadcasts).
+    Through `blocked`: the intervals are its copies (a padded interval removes nothing), the
+    scores of each call concatenated. The keep masks K of a call (b, k, 1, H, W) are built from
+    the ranks on the host in one vectorised comparison and sent as booleans (1 / (4C) of the
+    images' size), so memory does not grow with the number of steps S; the kernel broadcasts each
+    sample over its k masks, blends and scores (measured faster on CPU than building the masks in
+    the kernel, or repeating the samples on the host).
 
     Args:
         build_score: builds, on a cache miss only, the traced score function
@@ -254,35 +328,25 @@ def removal_scores(build_score, inputs, labels, ranks, intervals, chunk, cache_k
     """
     owner, key = cache_key
     step = _cache.cached(owner, ("removal_scores",) + tuple(key), lambda: _removal_kernel(build_score()))
-    n, num_steps = inputs.shape[0], len(intervals)
-    block = _balanced(n, chunk)                               # samples per call
-    per_step = _balanced(num_steps, max(1, chunk // block))   # intervals per call
-    dtype, image = inputs.dtype, tuple(inputs.shape[1:])
-    ranks = np.asarray(ranks)[:, None]                                            # (N, 1, H, W)
-    intervals = _pad_rows(np.asarray(intervals).reshape(-1, 2), -(-num_steps // per_step) * per_step)
-    aux = ms.Tensor(np.zeros((block * per_step, 1)), dtype)
+    dtype = inputs.dtype
     constant = ms.Tensor(reference, dtype)
-    images = inputs.asnumpy()
-    results = []
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        repeated = ms.Tensor(np.repeat(_pad_rows(images[start:stop], block), per_step, axis=0), dtype)
-        lab, rank = _pad_rows(labels[start:stop], block), _pad_rows(ranks[start:stop], block)
-        row = []
-        for s0 in range(0, num_steps, per_step):
-            low, high = (intervals[s0:s0 + per_step, i].reshape(1, -1, 1, 1, 1) for i in (0, 1))
-            kept = ((rank[:, None] < low) | (rank[:, None] >= high)).astype(np.float32)
-            kept = ms.Tensor(kept.reshape((block * per_step, 1) + image[1:]), dtype)
-            if fill is None:
-                values = constant
-            else:
-                values = np.asarray(fill(start, stop, s0, min(s0 + per_step, num_steps)), np.float32)
-                values = _pad_rows(_pad_rows(values, block).swapaxes(0, 1), per_step).swapaxes(0, 1)
-                values = ms.Tensor(values.reshape((block * per_step,) + image), dtype)
-            row.append(step(repeated, lab, kept, values, aux))
-        results.append(ops.cat(row, 1)[:stop - start, :num_steps])
-    out = results[0] if len(results) == 1 else ops.cat(results, 0)
-    return _cache.check_finite_result(out, _cache.method_name(key))
+
+    def call(where, part, copy_rows):
+        x, lab, rank = part
+        low, high = (copy_rows[0][:, i].reshape(1, -1, 1, 1, 1) for i in (0, 1))
+        kept = (rank[:, None] < low) | (rank[:, None] >= high)                      # (b, k, 1, H, W)
+        if fill is None:
+            values = constant
+        else:
+            values = fill(where.samples.start, where.samples.stop, where.copies.start, where.copies.stop)
+            values = _pad_rows(_pad_rows(np.asarray(values, np.float32), kept.shape[0]).swapaxes(0, 1),
+                               kept.shape[1]).swapaxes(0, 1)
+            values = ms.Tensor(values, dtype)                                           # (b, k, C, H, W)
+        return step(x, lab, ms.Tensor(kept), values).asnumpy()
+
+    scores = blocked(call, (inputs, labels, np.asarray(ranks)[:, None]), (np.asarray(intervals).reshape(-1, 2),),
+                     chunk)
+    return _result(scores, key)
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,11 +357,10 @@ def removal_scores(build_score, inputs, labels, ranks, intervals, chunk, cache_k
 #
 #     S[n] = sum_s  step(x_n, c_s, w_s),
 #
-# evaluated in steps of at most P copies (P from `images_per_step`): a block of b samples times k copies, the last block
-# of copies padded with zero rows (weight 0: they add nothing) and padded samples dropped, so that a
-# compiled step serves every call. Copies are read `rows[i:j]` one block at a time, so a lazy set
-# (`GaussianNoise`) is never held whole. Integrated Gradients' path positions and SmoothGrad's noise
-# samples both go through `copy_sums`; `gradient_sums` is its compiled gradient step.
+# evaluated by `blocked` in steps of at most P copies (P from `images_per_step`): the copies padded
+# with zero rows (weight 0: they add nothing), padded samples dropped, each step's per-sample sums
+# added on the host. Integrated Gradients' path positions, SmoothGrad's noise samples and ScoreCAM's
+# channels all go through `copy_sums`; `gradient_sums` is its compiled gradient step.
 # --------------------------------------------------------------------------------------------
 
 def _target_sum(net_fn, images, labels):
@@ -327,8 +390,19 @@ def path_gradient_sum(net_fn, inputs, baselines, labels, alphas, weights):
     return weighted.reshape((b, labels.shape[1]) + tuple(inputs.shape[1:]))
 
 
+def _copy_totals(step, samples, copies, chunk, dtype):
+    """`copy_sums`, as host arrays."""
+    def call(where, part, copy_rows, total):  # pylint: disable=unused-argument
+        sums = step(*part, *(ms.Tensor(np.asarray(c, np.float32), dtype) for c in copy_rows))
+        # read each step's sums (waiting for it): a step launched while the previous one still runs
+        # competes with it for the cores (CPU: two back-to-back steps 1.4x slower than in turn)
+        sums = tuple(s.asnumpy() for s in sums)
+        return sums if total is None else tuple(t + s for t, s in zip(total, sums))
+    return blocked(call, samples, copies, chunk, fold=True)
+
+
 def copy_sums(step, samples, copies, chunk, dtype):
-    """Sums over copies of each sample, in fixed-size steps (see the section comment above).
+    """Sums over copies of each sample, through `blocked` (see the section comment above).
 
     Args:
         step: (sample blocks..., copy blocks...) -> tuple of per-sample sums over the k copies of
@@ -340,24 +414,7 @@ def copy_sums(step, samples, copies, chunk, dtype):
 
     Returns the tuple of sums, each with leading axis N.
     """
-    n, count = samples[0].shape[0], copies[0].shape[0]
-    block = min(n, chunk)
-    per_step = min(max(1, chunk // block), count)
-    results = []
-    for start in range(0, n, block):
-        whole = block == n   # one block: no slicing (eager slices cost ~ms each)
-        part = samples if whole else tuple(_pad_rows(s[start:start + block], block) for s in samples)
-        total = None
-        for c0 in range(0, count, per_step):
-            rows = tuple(ms.Tensor(_pad_rows(np.asarray(c[c0:c0 + per_step], np.float32), per_step), dtype)
-                         for c in copies)
-            sums = step(*part, *rows)
-            # wait for the step (reading its result): a step launched while the previous one still
-            # runs competes with it for the cores (CPU: two back-to-back steps 1.4x slower than in turn)
-            sums[0].asnumpy()
-            total = sums if total is None else tuple(t + s for t, s in zip(total, sums))
-        results.append(total if whole else tuple(t[:min(block, n - start)] for t in total))
-    return tuple(r[0] if len(results) == 1 else ops.cat(r, 0) for r in zip(*results))
+    return tuple(ms.Tensor(s) for s in _copy_totals(step, samples, copies, chunk, dtype))
 
 
 def _gradient_step(net_fn):
@@ -372,5 +429,5 @@ def gradient_sums(build_net, inputs, baselines, labels, alphas, weights, chunk, 
     (P) path images per step; all l targets share each forward pass."""
     owner, key = cache_key
     step = _cache.cached(owner, ("gradient_sums",) + tuple(key), lambda: _gradient_step(build_net()))
-    (sums,) = copy_sums(step, (inputs, baselines, labels), (alphas, weights), chunk, inputs.dtype)
-    return _cache.check_finite_result(sums, _cache.method_name(key))
+    (sums,) = _copy_totals(step, (inputs, baselines, labels), (alphas, weights), chunk, inputs.dtype)
+    return _result(sums, key)
