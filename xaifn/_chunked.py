@@ -134,7 +134,7 @@ def blocked(step, samples, copies, chunk, fold=False):
         if fold:
             results.append(tuple(_host(t)[:stop - start] for t in total))
         else:
-            results.append(np.concatenate(values, 1)[:stop - start, :count])
+            results.append(np.concatenate([_host(v) for v in values], 1)[:stop - start, :count])
     if fold:
         return tuple(np.concatenate(r) for r in zip(*results))
     return np.concatenate(results)
@@ -251,6 +251,8 @@ def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, k
         signature = (block, _balanced(num_masks, max(1, chunk // block))) + tuple(inputs.shape[1:]) + (str(dtype),)
         verdict = _cache.cached(owner, ("perturbation_fused_agrees", keep) + key + signature, lambda: [None])
     aux = ms.Tensor(np.zeros((n, 1)), dtype) if aux is None else aux
+    if build_aux is None:  # the score's aux rows, one per perturbed image, repeated on the host
+        aux = aux.asnumpy()
     base = ms.Tensor(baseline, dtype)
     sums = np.float64 if dtype == ms.float64 else np.float32  # float16 scores summed in float32
 
@@ -258,8 +260,8 @@ def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, k
         x, lab, a = part
         chunk_masks = ms.Tensor(np.asarray(copy_rows[0], np.float32), dtype)
         acc = ms.Tensor(np.zeros((x.shape[0], num_targets, height * width), sums)) if total is None else total[0]
-        if build_aux is None:   # aux rows: one per perturbed image
-            return step(acc, x, lab, chunk_masks, base, ms.Tensor(np.repeat(a.asnumpy(), chunk_masks.shape[0], 0)))[:1]
+        if build_aux is None:
+            return step(acc, x, lab, chunk_masks, base, ms.Tensor(np.repeat(a, chunk_masks.shape[0], 0), dtype))[:1]
         if verdict[0]:
             return step(acc, x, lab, chunk_masks, base, a)[:1]
         outputs = apart()(acc, x, lab, chunk_masks, base, rows(x, chunk_masks, base, a))
@@ -342,7 +344,7 @@ def removal_scores(build_score, inputs, labels, ranks, intervals, chunk, cache_k
             values = _pad_rows(_pad_rows(np.asarray(values, np.float32), kept.shape[0]).swapaxes(0, 1),
                                kept.shape[1]).swapaxes(0, 1)
             values = ms.Tensor(values, dtype)                                           # (b, k, C, H, W)
-        return step(x, lab, ms.Tensor(kept), values).asnumpy()
+        return step(x, lab, ms.Tensor(kept), values)
 
     scores = blocked(call, (inputs, labels, np.asarray(ranks)[:, None]), (np.asarray(intervals).reshape(-1, 2),),
                      chunk)
