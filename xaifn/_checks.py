@@ -41,9 +41,8 @@ def check_input_form(inputs, name="inputs"):
 def check_finite(values, name):
     """Raise ValueError if the float Tensor `values` holds NaN or Inf (MindSpore's CPU ReLU and
     max-pool would silently drop NaN, giving a normal-looking map)."""
-    finite = _cache.finite_mask(values)
-    if not bool(finite.all()):
-        bad = int(values.size - int(finite.sum()))
+    if not _cache.all_finite(values):
+        bad = int(values.size - int(_cache.finite_mask(values).sum()))
         raise ValueError(f"`{name}` must be finite, got {bad} NaN or Inf value(s) of {values.size}.")
 
 
