@@ -249,7 +249,11 @@ def network_dtype(net_fn):
     Cell without float Parameters, or one mixing float dtypes."""
     if not isinstance(net_fn, nn.Cell):
         return None
-    dtypes = {p.dtype for p in net_fn.get_parameters() if p.dtype in _FLOAT_DTYPES}
+    return _cache.cached(net_fn, ("dtype",), lambda: _parameters_dtype(net_fn))
+
+
+def _parameters_dtype(network):
+    dtypes = {p.dtype for p in network.get_parameters() if p.dtype in _FLOAT_DTYPES}
     return dtypes.pop() if len(dtypes) == 1 else None
 
 
