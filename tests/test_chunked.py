@@ -3,7 +3,7 @@ import numpy as np
 import mindspore as ms
 from hypothesis import given, settings, strategies as st
 
-from xaifn._chunked import blocked
+from xaifn._chunked import block_sizes, blocked
 
 
 class LazyRows:
@@ -42,7 +42,7 @@ def test_blocks_cover_every_pair_once_within_the_chunk(n, count, chunk):
     values = blocked(checked_step(calls), (x,), (copies,), chunk)
     np.testing.assert_array_equal(values, values_of(x, copies.rows))   # each pair once, padding dropped
     ((b, k),) = set(calls)                               # one shape: one compiled kernel serves all
-    assert b * k <= chunk
+    assert b * k <= chunk and block_sizes(n, count, chunk) == (b, k)
     sample_blocks, copy_blocks = -(-n // b), -(-count // k)
     assert len(calls) == sample_blocks * copy_blocks
     # balanced: the fewest blocks the chunk allows, padded by less than one row per block

@@ -79,6 +79,12 @@ def _balanced(count, most):
     return -(-count // parts)
 
 
+def block_sizes(num_samples, num_copies, chunk):
+    """(b, k): the samples and copies per call of `blocked` (module docstring), b * k <= chunk."""
+    block = _balanced(num_samples, chunk)
+    return block, _balanced(num_copies, max(1, chunk // block))
+
+
 def _pad_rows(rows, size):
     """The array `rows` padded with zero rows to `size` along axis 0."""
     missing = size - rows.shape[0]
@@ -91,6 +97,12 @@ def _host(value):
     return value.asnumpy() if isinstance(value, ms.Tensor) else value
 
 
+def _sample_rows(host, given, start, stop, size):
+    """host[start:stop] padded with zero rows to `size`: a Tensor if the samples `given` are one."""
+    rows = _pad_rows(host[start:stop], size)
+    return ms.Tensor(rows) if isinstance(given, ms.Tensor) else rows
+
+
 def blocked(step, samples, copies, chunk, fold=False):
     """The loop of every chunked primitive (module docstring): N samples times K copies in calls of
     a block of b samples times k copies, b * k <= `chunk`, both balanced, the last ones padded.
@@ -100,9 +112,10 @@ def blocked(step, samples, copies, chunk, fold=False):
             ``step(where, sample_rows, copy_rows, total)``): `where` is the call's `Block`,
             `sample_rows` the b-row block of each of `samples` (as given: Tensor or array), zero
             rows padding the last block, `copy_rows` the k rows ``np.asarray(c[i:j])`` of each of
-            `copies`, zero rows padding the last ones. It returns the call's values, a host array
-            (b, k, ...); with `fold`, the running sums over the copies: `total` (None at the first
-            call of a sample block) plus this call's, a tuple of Tensors or arrays (b, ...).
+            `copies`, zero rows padding the last ones. It returns the call's values (b, k, ...); with
+            `fold`, the running sums over the copies: `total` (None at the first call of a sample
+            block) plus this call's, a tuple (b, ...) each. Tensors or arrays: Tensors are read
+            at the end of their sample block, so the compiled calls queue without waiting.
         samples: tuple of Tensors or arrays with leading axis N (all of them in one block, as
             they are; else cut on the host: eager slices cost milliseconds each).
         copies: tuple of per-copy rows with leading axis K (arrays or lazy sets sliced `[i:j]`).
@@ -113,15 +126,13 @@ def blocked(step, samples, copies, chunk, fold=False):
     arrays; the padding dropped.
     """
     n, count = samples[0].shape[0], copies[0].shape[0]
-    block = _balanced(n, chunk)
-    per_call = _balanced(count, max(1, chunk // block))
+    block, per_call = block_sizes(n, count, chunk)
     hosts = samples if block == n else tuple(_host(s) for s in samples)
     results = []
     for start in range(0, n, block):
         stop = min(start + block, n)
-        part = samples if block == n else tuple(
-            ms.Tensor(_pad_rows(h[start:stop], block)) if isinstance(s, ms.Tensor) else _pad_rows(h[start:stop], block)
-            for h, s in zip(hosts, samples))
+        part = samples if block == n else tuple(_sample_rows(h, s, start, stop, block)
+                                                for h, s in zip(hosts, samples))
         total, values = None, []
         for c0 in range(0, count, per_call):
             c1 = min(c0 + per_call, count)
@@ -141,12 +152,8 @@ def blocked(step, samples, copies, chunk, fold=False):
 
 
 def _result(values, key):
-    """The host array `values` as a Tensor, checked finite: on the host, and by
-    `_cache.check_finite_result` (an eager op: milliseconds) only to raise its error."""
-    out = ms.Tensor(values)
-    if not np.isfinite(values).all():
-        _cache.check_finite_result(out, _cache.method_name(key))
-    return out
+    """The host array `values` as a Tensor, checked finite (`_cache.check_finite_result`)."""
+    return _cache.check_finite_result(ms.Tensor(values), _cache.method_name(key))
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,8 +254,7 @@ def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, k
     num_masks, height, width = masks.shape[0], masks.shape[2], masks.shape[3]
     dtype = inputs.dtype
     if build_aux is not None:  # the fused graph is compiled per signature: checked per signature
-        block = _balanced(n, chunk)
-        signature = (block, _balanced(num_masks, max(1, chunk // block))) + tuple(inputs.shape[1:]) + (str(dtype),)
+        signature = block_sizes(n, num_masks, chunk) + tuple(inputs.shape[1:]) + (str(dtype),)
         verdict = _cache.cached(owner, ("perturbation_fused_agrees", keep) + key + signature, lambda: [None])
     aux = ms.Tensor(np.zeros((n, 1)), dtype) if aux is None else aux
     if build_aux is None:  # the score's aux rows, one per perturbed image, repeated on the host
@@ -310,10 +316,10 @@ def removal_scores(build_score, inputs, labels, ranks, intervals, chunk, cache_k
 
     Through `blocked`: the intervals are its copies (a padded interval removes nothing), the
     scores of each call concatenated. The keep masks K of a call (b, k, 1, H, W) are built from
-    the ranks on the host in one vectorised comparison and sent as booleans (1 / (4C) of the
-    images' size), so memory does not grow with the number of steps S; the kernel broadcasts each
-    sample over its k masks, blends and scores (measured faster on CPU than building the masks in
-    the kernel, or repeating the samples on the host).
+    the ranks on the host in one vectorised comparison and sent as booleans (a byte a pixel), so
+    memory does not grow with the number of steps S; the kernel broadcasts each sample over its k
+    masks, blends and scores (measured faster on CPU than building the masks in the kernel, or
+    repeating the samples on the host).
 
     Args:
         build_score: builds, on a cache miss only, the traced score function
