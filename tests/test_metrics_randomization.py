@@ -142,6 +142,12 @@ def test_similarity_measures():
     tied = np.round(a * 3).reshape(3, -1)
     assert_close(metrics.spearman(tied, b.reshape(3, -1)),
                  [stats.spearmanr(u, v).statistic for u, v in zip(tied, b.reshape(3, -1))], rtol=1e-10)
+    # one map against several (N, 1, ...) vs (N, L, ...): column l as the row-wise measure of (a, c[:, l])
+    c = rng.random((3, 4, 9, 8))
+    flat = a.reshape(3, 1, -1)
+    assert_close(metrics.spearman(flat, c.reshape(3, 4, -1)),
+                 np.stack([metrics.spearman(flat[:, 0], c[:, k].reshape(3, -1)) for k in range(4)], 1), rtol=1e-12)
+    assert_close(metrics.ssim(a[:, None], c), np.stack([metrics.ssim(a, c[:, k]) for k in range(4)], 1), rtol=1e-12)
 
 
 def test_new_weights_of_the_user_network_are_honoured(pzoo):

@@ -66,29 +66,34 @@ def _layers(net, names):
 
 
 def spearman(a, b):
-    """Spearman rank correlation of each row of a (N, D) with the same row of b (float64 (N,)).
+    """Spearman rank correlation of a (..., D) with b (..., D) along the last axis, broadcast over
+    the others (float64): rows of (N, D) -> (N,); (N, 1, D) against (N, L, D) -> (N, L), ranking a once.
 
     Tied values get their average rank; a constant row gives NaN.
     """
-    ra, rb = (r - r.mean(axis=1, keepdims=True) for r in (stats.rankdata(a, axis=1), stats.rankdata(b, axis=1)))
+    ra, rb = (r - r.mean(axis=-1, keepdims=True) for r in (stats.rankdata(a, axis=-1), stats.rankdata(b, axis=-1)))
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (ra * rb).sum(axis=1) / np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1))
+        return (ra * rb).sum(axis=-1) / np.sqrt((ra * ra).sum(axis=-1) * (rb * rb).sum(axis=-1))
 
 
 def _window_means(maps, win):
-    """Mean of every win x win window of maps (N, H, W) -> (N, H - win + 1, W - win + 1)."""
-    total = np.pad(maps, ((0, 0), (1, 0), (1, 0))).cumsum(axis=1).cumsum(axis=2)
-    return (total[:, win:, win:] - total[:, :-win, win:] - total[:, win:, :-win] + total[:, :-win, :-win]) / win ** 2
+    """Mean of every win x win window of maps (..., H, W) -> (..., H - win + 1, W - win + 1)."""
+    pad = ((0, 0),) * (maps.ndim - 2) + ((1, 0), (1, 0))
+    total = np.pad(maps, pad).cumsum(axis=-2).cumsum(axis=-1)
+    return (total[..., win:, win:] - total[..., :-win, win:] - total[..., win:, :-win]
+            + total[..., :-win, :-win]) / win ** 2
 
 
 def ssim(a, b):
-    """SSIM (N,) of maps a, b (N, H, W), each min-max scaled to [0, 1] (see the module docstring)."""
+    """SSIM of maps a (..., H, W) and b (..., H, W), broadcast over the leading axes (e.g. (N,) for
+    (N, H, W) pairs; (N, L) for (N, 1, H, W) against (N, L, H, W)), each map min-max scaled to
+    [0, 1] (see the module docstring)."""
     def scaled(m):
-        low = m.min(axis=(1, 2), keepdims=True)
-        span = m.max(axis=(1, 2), keepdims=True) - low
+        low = m.min(axis=(-2, -1), keepdims=True)
+        span = m.max(axis=(-2, -1), keepdims=True) - low
         return (m - low) / np.where(span == 0, 1, span)
     a, b = scaled(np.asarray(a, np.float64)), scaled(np.asarray(b, np.float64))
-    win = min(7, *a.shape[1:])
+    win = min(7, *a.shape[-2:])
     win -= 1 - win % 2
     mean_a, mean_b = _window_means(a, win), _window_means(b, win)
     sample = win * win / max(win * win - 1, 1)              # population -> sample (co)variances
@@ -98,7 +103,7 @@ def ssim(a, b):
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     index = ((2 * mean_a * mean_b + c1) * (2 * cov + c2)) / \
         ((mean_a ** 2 + mean_b ** 2 + c1) * (var_a + var_b + c2))
-    return index.mean(axis=(1, 2))
+    return index.mean(axis=(-2, -1))
 
 
 @_cache.serialised
@@ -154,9 +159,13 @@ def model_randomization(explain_fn_of_net, net, inputs, targets, *, mode="cascad
             value = trained[id(p)]
             ops.assign(p, ms.Tensor(rng.normal(value.mean(), value.std(), value.shape).astype(value.dtype)))
         columns.append(maps())
-    n = inputs.shape[0]
-    flat = original.reshape(n, -1)
-    results = [[spearman(flat, m.reshape(n, -1)) for m in columns],
-               [spearman(np.abs(flat), np.abs(m.reshape(n, -1))) for m in columns],
-               [ssim(original, m) for m in columns]]
-    return Randomization(tuple(name for name, _ in order), *(as_tensor(np.stack(r, 1)) for r in results))
+    return _similarities(tuple(name for name, _ in order), original, np.stack(columns, 1))
+
+
+def _similarities(names, original, randomised):
+    """`Randomization` of maps randomised (N, L, H, W) against original (N, H, W): ranked and scaled
+    once per map, all columns at once."""
+    n, columns = randomised.shape[:2]
+    flat, rows = original.reshape(n, 1, -1), randomised.reshape(n, columns, -1)
+    return Randomization(names, as_tensor(spearman(flat, rows)), as_tensor(spearman(np.abs(flat), np.abs(rows))),
+                         as_tensor(ssim(original[:, None], randomised)))
