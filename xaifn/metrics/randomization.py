@@ -1,4 +1,6 @@
-"""Model-parameter randomisation sanity checks (Adebayo et al., NeurIPS 2018).
+"""Randomisation sanity checks (Adebayo et al., NeurIPS 2018): model parameters, and data labels.
+
+Model-parameter randomisation (`model_randomization`).
 
 On a private copy of the network (the user's Parameters are never written), layers are re-initialised one
 at a time from the top (the output side) down and the explanation is recomputed:
@@ -18,6 +20,11 @@ and SSIM of the maps min-max scaled to [0, 1] (uniform window of min(7, H, W) pi
 covariances; K1 = 0.01, K2 = 0.03; mean over the window positions). Maps are averaged over their
 channels first. A method whose maps depend on the model gives similarities that fall as layers
 are randomised; Guided Backpropagation famously stays similar.
+
+Data randomisation (`data_randomization`): the user's training function trains the network once
+on the true labels and once on labels randomly permuted (`permuted_labels`, seeded); a model that
+has memorised random labels has learnt nothing about the images, so the maps of a method that
+depends on what the model learnt differ between the two. Same similarities, one column.
 """
 import collections
 import copy
@@ -169,3 +176,60 @@ def _similarities(names, original, randomised):
     flat, rows = original.reshape(n, 1, -1), randomised.reshape(n, columns, -1)
     return Randomization(names, as_tensor(spearman(flat, rows)), as_tensor(spearman(np.abs(flat), np.abs(rows))),
                          as_tensor(ssim(original[:, None], randomised)))
+
+
+def permuted_labels(labels, seed):
+    """The labels (a 1-D array or Tensor) randomly permuted with `np.random.default_rng(seed)`, as a
+    new numpy array: the class counts stay, the link between an image and its label is lost.
+
+    Example:
+        >>> from xaifn.metrics import permuted_labels
+        >>> permuted_labels([0, 0, 1, 1, 2, 2], seed=3).tolist()
+        [1, 2, 2, 0, 1, 0]
+    """
+    seed = _checks.check_seed(seed)
+    values = labels.asnumpy() if isinstance(labels, ms.Tensor) else np.asarray(labels)
+    if values.ndim != 1 or not len(values):
+        raise ValueError(f"`labels` must be a non-empty 1-D array of labels, got shape {values.shape}.")
+    return values[np.random.default_rng(seed).permutation(len(values))]
+
+
+def data_randomization(explain_fn_of_net, train_fn, inputs, targets, *, seed=0):
+    """Similarity of the maps of a network trained on the true labels and of one trained on
+    randomly permuted labels (module docstring).
+
+    Args:
+        explain_fn_of_net: net -> ((inputs, targets) -> maps (N, c, H, W)), as in `model_randomization`.
+        train_fn: label_seed -> a trained `nn.Cell`: with None, trained on the true labels; with an
+            int, on the labels permuted by ``permuted_labels(labels, label_seed)``. Both trainings
+            should be alike in everything else (initialisation, schedule). It is called twice, first
+            with None, then with `seed`; the networks it returns are only explained, never changed.
+        inputs: float Tensor (N, C, H, W) to explain; targets: as `explain_fn` accepts them.
+        seed: int, the seed of the label permutation handed to `train_fn`.
+
+    Returns:
+        `Randomization(("permuted labels",), spearman, spearman_abs, ssim)`: float32 Tensors (N, 1)
+        comparing, per sample, the random-label network's map with the true-label network's.
+
+    Example:
+        >>> import functools, numpy as np, mindspore as ms, xaifn
+        >>> from mindspore import nn
+        >>> from xaifn.metrics import data_randomization
+        >>> nets = {None: nn.Dense(4, 2), 7: nn.Dense(4, 2)}     # stand-ins for two trainings
+        >>> x = ms.Tensor(np.random.rand(3, 1, 2, 2), ms.float32)
+        >>> net_of = lambda seed: nn.SequentialCell([nn.Flatten(), nets[seed]])
+        >>> result = data_randomization(lambda n: functools.partial(xaifn.gradient, n), net_of, x, 1, seed=7)
+        >>> result.layers, result.spearman.shape
+        (('permuted labels',), (3, 1))
+    """
+    _checks.check_callable(explain_fn_of_net, "explain_fn_of_net")
+    _checks.check_callable(train_fn, "train_fn")
+    _checks.check_inputs(inputs)
+    seed = _checks.check_seed(seed)
+    maps = []
+    for label_seed in (None, seed):
+        net = _checks.check_cell(train_fn(label_seed), f"train_fn({label_seed})")
+        explain = _checks.check_callable(explain_fn_of_net(net), "explain_fn_of_net(net)")
+        maps.append(_checks.check_saliency(explain(inputs, targets), inputs.shape[0], inputs.shape[2:],
+                                           name="explain_fn(inputs, targets)"))
+    return _similarities(("permuted labels",), maps[0], maps[1][:, None])
