@@ -37,22 +37,33 @@ from scipy import stats
 from xaifn import _cache, _checks
 from xaifn.metrics._common import as_tensor
 
+#: Prefix of the names of the private copy's Parameters.
+COPY_PREFIX = "randomization_copy."
 #: The per-layer similarities (N, number of layers), one column per entry of `layers`.
 Randomization = collections.namedtuple("Randomization", "layers spearman spearman_abs ssim")
 
 
 def _private_copy(net):
-    """A deep copy of `net` whose Parameters are new ones holding copies of the values.
+    """(clone, update): a deep copy of `net` whose Parameters are new ones holding copies of the
+    values (named ``COPY_PREFIX + name``: one graph holds both sets), and a compiled update() that
+    assigns the current values of `net`'s Parameters to them (one call, not one operation per
+    Parameter: ~1 ms of host time each on resnet18, measured).
 
     One copy is kept per network (`xaifn._cache`, renewed when the network's Parameter storage
     moves), and its Parameters are overwritten in place at every call, so that the explainer's
     kernels compiled for the copy serve every call."""
-    memo = {id(p): ms.Parameter(ms.Tensor(p.asnumpy()), name=p.name, requires_grad=p.requires_grad)
+    memo = {id(p): ms.Parameter(ms.Tensor(p.asnumpy()), name=f"{COPY_PREFIX}{p.name}", requires_grad=p.requires_grad)
             for p in net.get_parameters()}
     clone = copy.deepcopy(net, memo)
     for _, cell in clone.cells_and_names():
         object.__setattr__(cell, "_compile_cache", None)
-    return clone
+    pairs = list(zip(clone.get_parameters(), net.get_parameters()))
+
+    def update():
+        for target, value in pairs:
+            ops.assign(target, value)
+        return pairs[0][0]
+    return clone, _cache.compiled(update, checked=False)
 
 
 def _layers(net, names):
@@ -145,9 +156,8 @@ def model_randomization(explain_fn_of_net, net, inputs, targets, *, mode="cascad
     _checks.check_inputs(inputs)
     mode = _checks.check_choice(mode, "mode", ("cascading", "independent"))
     seed = _checks.check_seed(seed)
-    clone = _cache.cached(net, ("randomization_copy",), lambda: _private_copy(net))
-    for mine, theirs in zip(clone.get_parameters(), net.get_parameters()):   # the current weights
-        ops.assign(mine, theirs.value())
+    clone, update = _cache.cached(net, ("randomization_copy",), lambda: _private_copy(net))
+    update()                                                  # the current weights, one compiled call
     order = _layers(clone, layers)
     explain = _checks.check_callable(explain_fn_of_net(clone), "explain_fn_of_net(net)")
 
