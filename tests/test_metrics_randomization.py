@@ -5,6 +5,7 @@ paper's result: Gradient maps change as the top layers are randomised, Guided Ba
 stay clearly more similar.
 """
 import functools
+import importlib
 
 import numpy as np
 import mindspore as ms
@@ -148,6 +149,16 @@ def test_similarity_measures():
     assert_close(metrics.spearman(flat, c.reshape(3, 4, -1)),
                  np.stack([metrics.spearman(flat[:, 0], c[:, k].reshape(3, -1)) for k in range(4)], 1), rtol=1e-12)
     assert_close(metrics.ssim(a[:, None], c), np.stack([metrics.ssim(a, c[:, k]) for k in range(4)], 1), rtol=1e-12)
+    # the record: signed maps ranked again by absolute value; non-negative maps are their own
+    similarities = importlib.import_module("xaifn.metrics.randomization")._similarities
+    for sign in (1.0, -1.0):
+        signed = sign * (a - 0.5)
+        record = similarities(("l1", "l2", "l3", "l4"), signed, c - 0.5)
+        assert_close(record.spearman_abs, metrics.spearman(np.abs(signed).reshape(3, 1, -1),
+                                                           np.abs(c - 0.5).reshape(3, 4, -1)), rtol=1e-6)
+        assert not np.allclose(record.spearman.asnumpy(), record.spearman_abs.asnumpy())
+    record = similarities(("l1", "l2", "l3", "l4"), a, c)
+    np.testing.assert_array_equal(record.spearman.asnumpy(), record.spearman_abs.asnumpy())
 
 
 def test_new_weights_of_the_user_network_are_honoured(pzoo):

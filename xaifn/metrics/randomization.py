@@ -181,11 +181,13 @@ def model_randomization(explain_fn_of_net, net, inputs, targets, *, mode="cascad
 
 def _similarities(names, original, randomised):
     """`Randomization` of maps randomised (N, L, H, W) against original (N, H, W): ranked and scaled
-    once per map, all columns at once."""
+    once per map, all columns at once (maps with no negative value, e.g. Gradient's, are their own
+    absolute values: ranked once)."""
     n, columns = randomised.shape[:2]
     flat, rows = original.reshape(n, 1, -1), randomised.reshape(n, columns, -1)
-    return Randomization(names, as_tensor(spearman(flat, rows)), as_tensor(spearman(np.abs(flat), np.abs(rows))),
-                         as_tensor(ssim(original[:, None], randomised)))
+    plain = spearman(flat, rows)
+    absolute = plain if (flat >= 0).all() and (rows >= 0).all() else spearman(np.abs(flat), np.abs(rows))
+    return Randomization(names, as_tensor(plain), as_tensor(absolute), as_tensor(ssim(original[:, None], randomised)))
 
 
 def permuted_labels(labels, seed):
