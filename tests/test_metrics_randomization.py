@@ -269,3 +269,28 @@ def test_permuted_labels_and_data_randomization_errors():
     assert not trained                                      # refused before any training
     with pytest.raises(TypeError, match=r"train_fn\(None\)"):
         metrics.data_randomization(explain, lambda s: "a net", x, 0)
+
+
+def test_modes_randomise_the_right_layers():
+    """What the explainer sees at each step: cascading, layer l and those above it redrawn;
+    independent, layer l alone (the layers above it back at their trained values)."""
+    net = nn.SequentialCell([nn.Flatten(), nn.Dense(16, 8), nn.ReLU(), nn.Dense(8, 8), nn.ReLU(), nn.Dense(8, 3)])
+    x = ms.Tensor(np.random.default_rng(13).random((2, 1, 4, 4)), ms.float32)
+    trained = {name: p.asnumpy().copy() for name, p in net.parameters_and_names()}
+    for mode in ("cascading", "independent"):
+        seen = []
+
+        def explain_fn_of_net(copy):
+            def explain(inputs, targets):
+                seen.append({name: p.asnumpy().copy() for name, p in copy.parameters_and_names()})
+                return xaifn.gradient(copy, inputs, targets)
+            return explain
+        result = metrics.model_randomization(explain_fn_of_net, net, x, 0, mode=mode, seed=3)
+        assert result.layers == ("5", "3", "1") and len(seen) == 4
+        assert all(np.array_equal(seen[0][k], v) for k, v in trained.items())
+        for step, layer in enumerate(result.layers, 1):
+            above = result.layers[:step - 1]
+            for name, value in trained.items():
+                owner = name.split(".")[0]
+                redrawn = owner == layer or (mode == "cascading" and owner in above)
+                assert np.array_equal(seen[step][name], value) != redrawn, (mode, step, name)

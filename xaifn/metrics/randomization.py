@@ -165,7 +165,7 @@ def model_randomization(explain_fn_of_net, net, inputs, targets, *, mode="cascad
         return _checks.check_saliency(explain(inputs, targets), inputs.shape[0], inputs.shape[2:],
                                       name="explain_fn(inputs, targets)")
     original = maps()
-    trained = {id(p): p.asnumpy() for _, params in order for p in params}
+    trained = {id(p): p.asnumpy().copy() for _, params in order for p in params}   # not views of p
     columns = []
     for index, (_, params) in enumerate(order):
         if mode == "independent" and index:
