@@ -5,6 +5,7 @@ directly, and with sigma = identity removing pixel p changes logit t by exactly 
 so the "true importance" of every pixel is known.
 """
 import functools
+import importlib
 import warnings
 
 import numpy as np
@@ -311,6 +312,18 @@ def test_linear_imputation_reference_and_ramp():
     interior = np.zeros((6, 7), bool)
     interior[1:5, 1:6] = rng.random((4, 5)) < 0.7          # neighbours symmetric: exact
     assert_close(metrics.linear_imputation(ramp, interior), ramp, rtol=1e-10)
+
+
+def test_linear_imputation_batched_and_grouped(monkeypatch):
+    rng = np.random.default_rng(35)
+    images = rng.random((2, 3, 2, 7, 6))
+    removed = rng.random((2, 3, 7, 6)) < np.array([0.1, 0.5, 0.9])[:, None, None]
+    removed[1, 1] = False                                   # nothing to impute: the image as it is
+    want = np.stack([[ref_imputation(i, r) for i, r in zip(*pair)] for pair in zip(images, removed)])
+    assert_close(metrics.linear_imputation(images, removed), want, rtol=1e-10)
+    # one or two images per factorisation
+    monkeypatch.setattr(importlib.import_module("xaifn.metrics.road"), "UNKNOWNS_PER_SOLVE", 20)
+    assert_close(metrics.linear_imputation(images, removed), want, rtol=1e-10)
 
 
 def test_road_matches_reference_without_noise(linear):

@@ -12,6 +12,8 @@ constant removal creates. The noise for sample n at fraction j comes from
 The curve is p_j = sigma(f(x~_j))[t]; the score is its mean over the fractions: for MoRF lower is
 better (the prediction collapses fast), for LeRF higher is better.
 """
+import functools
+
 import numpy as np
 from scipy import sparse
 from scipy.sparse import linalg
@@ -25,36 +27,95 @@ NEIGHBOURS = tuple((dr, dc, 1 / 6 if dr == 0 or dc == 0 else 1 / 12)
                    for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0))
 
 
-def linear_imputation(image, removed):
-    """image (C, H, W) with the pixels where `removed` (H, W) is True replaced by the solution of
-    the neighbour-mean system (module docstring); needs at least one kept pixel."""
-    channels, height, width = image.shape
-    unknown = np.flatnonzero(removed.reshape(-1))
-    position = np.full(height * width, -1)
-    position[unknown] = np.arange(len(unknown))
-    rows, cols = np.divmod(unknown, width)
-    flat = image.reshape(channels, -1).astype(np.float64)
-    index = np.arange(len(unknown))
-    rows_at, cols_at, weights_at = [index], [index], [np.zeros(len(unknown))]   # the diagonal first
-    right = np.zeros((len(unknown), channels))
+@functools.lru_cache(maxsize=8)
+def dissection_order(height, width):
+    """The pixels of an (height, width) grid (row-major indices) in nested-dissection order.
+
+    A region is split across its longer side by a one-pixel line, the two halves ordered first
+    (recursively), the line last. Eliminating the unknowns of the imputation in this order keeps
+    the fill-in of the factorisation that of a nested dissection of the grid (about n log n for n
+    pixels), which SciPy's general orderings miss on these grid systems (2-3x slower at 90 %
+    removed, measured)."""
+    parts = []
+
+    def split(r0, r1, c0, c1):
+        if (r1 - r0) * (c1 - c0) <= 16:
+            rows, cols = np.mgrid[r0:r1, c0:c1]
+            parts.append((rows * width + cols).reshape(-1))
+        elif r1 - r0 >= c1 - c0:
+            mid = (r0 + r1) // 2
+            split(r0, mid, c0, c1)
+            split(mid + 1, r1, c0, c1)
+            parts.append(mid * width + np.arange(c0, c1))
+        else:
+            mid = (c0 + c1) // 2
+            split(r0, r1, c0, mid)
+            split(r0, r1, mid + 1, c1)
+            parts.append(np.arange(r0, r1) * width + mid)
+    split(0, height, 0, width)
+    return np.concatenate(parts)
+
+
+#: Most unknowns per factorisation: bounds its memory (its L and U factors hold 35-70 entries per
+#: unknown at 32-224 px, measured: about 55 MB at this size) while amortising the per-call cost.
+UNKNOWNS_PER_SOLVE = 1 << 16
+
+
+def linear_imputation(images, removed):
+    """images (..., C, H, W) with the pixels where `removed` (..., H, W) is True replaced, in each
+    image, by the solution of its neighbour-mean system (module docstring); each image needs at
+    least one kept pixel.
+
+    The systems of many images are assembled at once (numpy, no per-pixel loop) into one
+    block-diagonal sparse matrix, symmetric positive definite, with one right-hand side per
+    channel; its unknowns are numbered image by image in nested-dissection order
+    (`dissection_order`), and one LU factorisation without pivoting (SuperLU, natural order,
+    symmetric mode) and one triangular solve serve them all, in float64. Images are grouped so
+    that a factorisation holds at most `UNKNOWNS_PER_SOLVE` unknowns (or one image).
+    """
+    images = np.asarray(images)
+    channels, height, width = images.shape[-3:]
+    out = images.reshape(-1, channels, height * width).astype(np.float64)          # (B, C, H*W)
+    order = dissection_order(height, width)
+    removed = np.asarray(removed).reshape(-1, height * width)[:, order]
+    ends = np.cumsum(removed.sum(axis=1))
+    start = 0
+    while start < len(out):
+        stop = max(start + 1, int(np.searchsorted(ends, ends[start] - removed[start].sum() + UNKNOWNS_PER_SOLVE,
+                                                  side="right")))
+        batch, pixel = np.nonzero(removed[start:stop])
+        if len(pixel):
+            _impute(out[start:stop], batch, order[pixel], width)
+        start = stop
+    return out.reshape(images.shape)
+
+
+def _impute(flat, batch, pixel, width):
+    """Solve, in place in flat (B, C, H * W), for the unknown pixels `pixel[i]` of images `batch[i]`
+    (numbered in that order) of the block-diagonal system of `linear_imputation`."""
+    channels, area = flat.shape[1:]
+    count = len(pixel)
+    position = np.full(flat.shape[0] * area, -1)          # image b, pixel p -> its unknown, or -1
+    position[batch * area + pixel] = np.arange(count)
+    rows, cols = np.divmod(pixel, width)
+    index = np.arange(count)
+    diagonal = np.zeros(count)
+    right = np.zeros((count, channels))
+    links = []                                            # (unknown, neighbouring unknown, -weight)
     for dr, dc, weight in NEIGHBOURS:
         r, c = rows + dr, cols + dc
-        inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-        weights_at[0] += weight * inside
-        neighbour = np.where(inside, r * width + c, 0)
-        other = np.where(inside, position[neighbour], -1)
-        known = inside & (other < 0)
-        right[known] += weight * flat[:, neighbour[known]].T
-        link = other >= 0
-        rows_at.append(index[link])
-        cols_at.append(other[link])
-        weights_at.append(np.full(link.sum(), -weight))
-    matrix = sparse.csc_matrix((np.concatenate(weights_at), (np.concatenate(rows_at), np.concatenate(cols_at))),
-                               shape=(len(unknown),) * 2)
-    solved = linalg.spsolve(matrix, right).reshape(len(unknown), channels)
-    out = flat.copy()
-    out[:, unknown] = solved.T
-    return out.reshape(image.shape)
+        inside = (r >= 0) & (r < area // width) & (c >= 0) & (c < width)
+        diagonal += weight * inside
+        b, neighbour = batch[inside], r[inside] * width + c[inside]
+        other = position[b * area + neighbour]
+        known = other < 0
+        right[index[inside][known]] += weight * flat[b[known], :, neighbour[known]]
+        links.append((index[inside][~known], other[~known], np.full(int((~known).sum()), -weight)))
+    at, of, value = (np.concatenate([part] + [link[k] for link in links]) for k, part in
+                     enumerate((index, index, diagonal)))
+    matrix = sparse.csc_matrix((value, (at, of)), shape=(count, count))
+    factor = linalg.splu(matrix, permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    flat[batch, :, pixel] = factor.solve(right)
 
 
 @_cache.one_call
@@ -93,14 +154,13 @@ def road(net_fn, activation_fn, inputs, targets, saliency, *, fractions=(0.1, 0.
     images = inputs.asnumpy()
 
     def imputed(n0, n1, s0, s1):
-        out = np.empty((n1 - n0, s1 - s0) + images.shape[1:], np.float32)
-        for n in range(n0, n1):
-            for s in range(s0, s1):
-                removed = (ranks[n] >= intervals[s, 0]) & (ranks[n] < intervals[s, 1])
-                rng = np.random.default_rng([seed, n, s])
-                out[n - n0, s - s0] = linear_imputation(images[n], removed) + \
-                    noise * rng.standard_normal(images.shape[1:]) * removed
-        return out
+        removed = (ranks[n0:n1, None] >= intervals[s0:s1, 0, None, None]) & \
+            (ranks[n0:n1, None] < intervals[s0:s1, 1, None, None])                 # (n, s, H, W)
+        draws = np.stack([np.stack([np.random.default_rng([seed, n, s]).standard_normal(images.shape[1:])
+                                    for s in range(s0, s1)]) for n in range(n0, n1)])
+        filled = linear_imputation(np.broadcast_to(images[n0:n1, None], removed.shape[:2] + images.shape[1:]),
+                                   removed)
+        return (filled + noise * draws * removed[:, :, None]).astype(np.float32)
     curve = probabilities_after_removal(net_fn, activation_fn, inputs, labels, ranks, intervals, chunk,
                                         fill=imputed)
     scores = as_tensor(curve.mean(axis=1))
