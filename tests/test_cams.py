@@ -230,8 +230,8 @@ def test_traceable_cores_inside_a_cell(zoo, mode):
     (lambda net, x: xaifn.scorecam(net, nn.Softmax(), x, 1, layer="pool", resize="no"), TypeError, "`resize`"),
     (lambda net, x: xaifn.guided_gradcam(net, x, [1, 2, 3], layer="pool"), ValueError, "length 2"),
     (lambda net, x: xaifn.gradcam_plus_plus(net, x.asnumpy(), 1, layer="pool"), TypeError, "`inputs`"),
-    (lambda net, x: xaifn.xgradcam(net, x.astype(ms.float64), 1, layer="pool"), TypeError, "`inputs` must have the dtype"),
-    (lambda net, x: xaifn.eigencam(net, x.astype(ms.float64), 1, layer="pool"), TypeError, "`inputs` must have the dtype"),
+    (lambda net, x: xaifn.xgradcam(net, x.astype(ms.float64), 1, layer="pool"), TypeError, "`inputs` must have the dt"),
+    (lambda net, x: xaifn.eigencam(net, x.astype(ms.float64), 1, layer="pool"), TypeError, "`inputs` must have the dt"),
 ])
 def test_bad_arguments(pool_net, call, error, message):
     with pytest.raises(error, match=message):
@@ -285,3 +285,12 @@ def test_variants_read_token_layers_through_reshape():
         assert_close(got, np.maximum(reference(a, g), 0), rtol=1e-4)
     cam = xaifn.scorecam(net, nn.Softmax(), ms.Tensor(x.astype(np.float32)), t, layer="mix", chunk=5)
     assert cam.shape == (2, 1, 8, 12) and np.isfinite(cam.asnumpy()).all()
+
+
+def _nan_scores(logits):
+    return logits * np.nan
+
+
+def test_scorecam_with_non_finite_scores_raises_naming_it(pool_net):
+    with pytest.raises(FloatingPointError, match="^scorecam: .*non-finite"):
+        xaifn.scorecam(pool_net, _nan_scores, ms.Tensor(normal(19, (2,) + SHAPE)), 1, layer="pool")

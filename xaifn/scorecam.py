@@ -52,10 +52,11 @@ def scorecam_map(scores, activation):
 
 
 def _checked_map(scores, activation, size):
-    """(the map, resized to `size` unless it is None; whether it is finite). Traceable."""
+    """(the map, resized to `size` unless it is None; whether the scores and the map are finite:
+    the ReLU would hide a NaN score, as MindSpore's CPU ReLU drops NaN). Traceable."""
     cam = scorecam_map(scores, activation)
     cam = cam if size is None else resize_map(cam, size)
-    return cam, _cache.finite_mask(cam).all()
+    return cam, _cache.finite_mask(scores).all() & _cache.finite_mask(cam).all()
 
 
 def _resized_map(scores, activation, inputs):
@@ -71,8 +72,7 @@ def _activation(activation, size):  # pylint: disable=unused-argument
     return activation
 
 
-# shared by every call (no network inside): compiled once per shape; the map is checked in the
-# graph (the scores are finite iff the map is: softmax of a NaN or Inf score is NaN)
+# shared by every call (no network inside): compiled once per shape; scores and map checked in the graph
 _MAP = _cache.compiled(_layer_map, checked=False)
 _RESIZED_MAP = _cache.compiled(_resized_map, checked=False)
 
@@ -113,5 +113,5 @@ def scorecam(net, activation_fn, inputs, targets, layer="", reshape=None, chunk=
                           images_per_step(chunk, bytes_per_image(explained, inputs)), inputs.dtype)  # (N, l, K)
     cam, finite = _RESIZED_MAP(scores, activation, inputs) if resize else _MAP(scores, activation)
     if not bool(finite):
-        _cache.check_finite_result(cam, "scorecam")   # raises, naming the method
+        _cache.check_finite_result((scores, cam), "scorecam")   # raises, naming the method
     return cam
