@@ -19,7 +19,7 @@ reads no gradient, through its forward-only twin `layer_forward` (no backward pa
 """
 from mindspore import ops
 
-from xaifn import _checks
+from xaifn import _cache, _checks
 from xaifn.gradcam import activation_map, cam_map, layer_cam, layer_forward
 
 
@@ -131,6 +131,7 @@ def hirescam(net, inputs, targets, layer="", reshape=None, resize=True, *, outpu
     return _variant(net, inputs, targets, layer, reshape, resize, hirescam_cam, output)
 
 
+@_cache.one_call
 def eigencam(net, inputs, targets, layer="", reshape=None, resize=True, *, output=None):
     """EigenCAM at the cell named `layer` (`targets` are validated but do not change the map; one
     forward pass, no backward); arguments and shapes as in `xaifn.gradcam_plus_plus`.

@@ -283,6 +283,7 @@ def _layer_call(net, inputs, targets, layer, reshape, output, allow_2d=False):
     return explained, labels, (inner, (inputs.shape[0],) + act_shape[1:], reshape, reshape_key)
 
 
+@_cache.one_call
 def layer_cam(net, inputs, targets, layer, reshape, cam, output=None):
     """The map `cam(A, dA, (H, W))` of a gradient-based CAM at `layer`, compiled and cached.
 
@@ -309,7 +310,8 @@ def layer_forward(net, inputs, targets, layer, reshape, fn, output=None, allow_2
     """(fn(A, (H, W)), labels) for a CAM that reads only the layer's output A: `layer_cam`'s
     validation, tracing and `reshape`, but one compiled forward pass, no backward (EigenCAM, and
     ScoreCAM's activations). `targets` are validated into (N, l) labels (l = 1 unless
-    `allow_2d`) and returned; `fn` must be traceable and keep its identity across calls.
+    `allow_2d`) and returned; `fn` must be traceable and keep its identity across calls. Call it
+    inside a `_cache.one_call` method (`xaifn.eigencam`, `xaifn.scorecam`).
     """
     explained, labels, site = _layer_call(net, inputs, targets, layer, reshape, output, allow_2d)
     if site is None:

@@ -77,7 +77,7 @@ _MAP = _cache.compiled(_layer_map, checked=False)
 _RESIZED_MAP = _cache.compiled(_resized_map, checked=False)
 
 
-@_cache.serialised
+@_cache.one_call
 def scorecam(net, activation_fn, inputs, targets, layer="", reshape=None, chunk=DEFAULT_CHUNK, resize=True, *,
              output=None):
     """ScoreCAM at the cell named `layer`: (N, l, H, W) for targets (N, l) (l = 1 for int, 0-D
