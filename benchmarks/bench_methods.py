@@ -16,8 +16,10 @@ Two kinds of rows:
   ms), where the difference method - floor is the fixed host cost of one call (argument checks,
   cache look-ups, result checks, the method's small kernels), reported in ms.
 
-Reported: first call (compile included), warm median, the floor's, their ratio (wall clock and
-process CPU time), the difference in ms, and the peak memory (VmHWM of a fresh process) of
+Reported: the fixed cost of one call (each method with the least work on LeNet5, 31 interleaved
+rounds, minus the floor for the same images), then per row the first call (compile included), warm
+median, the floor's, their ratio (wall clock and process CPU time), the difference in ms, and the
+peak memory (VmHWM of a fresh process) of
 Integrated Gradients with 200 vs 2000 steps at one chunk. Timings are interleaved round by round
 (method, floor, method, ...); on a shared machine, read the ratios, not the seconds.
 
@@ -106,9 +108,9 @@ def cases(quick, chunk):
             dict(small, name="SmallResNet", factory=SmallResNet, n=2, shape=(3, 64, 64), layer="stages.2", steps=50,
                  samples=25, repeats=7),
             dict(kind="judged", name="resnet18", factory=resnet18, n=2, shape=(3, 112, 112), layer="layer4", steps=16,
-                 samples=16, chunk=32, repeats=5, methods=("integrated_gradients", "smooth_grad")),
+                 samples=16, chunk=32, repeats=9, methods=("integrated_gradients", "smooth_grad")),
             dict(kind="judged", name="SmallResNet", factory=SmallResNet, n=2, shape=(3, 128, 128), layer="stages.2",
-                 steps=16, samples=16, chunk=64, repeats=5, methods=("scorecam",))]
+                 steps=16, samples=16, chunk=64, repeats=9, methods=("scorecam",))]
 
 
 def method_table(quick, chunk):
@@ -149,6 +151,32 @@ def method_table(quick, chunk):
     return rows
 
 
+def fixed_costs(rounds):
+    """{name: (method ms, floor ms)}: warm medians of each method on LeNet5 with the least work
+    (one 32 x 32 image; 1 step, 1 noise sample; ScoreCAM's 16 masked images) against the floor
+    for the same images: the difference is the fixed host cost of one call. `gradient` is
+    `xaifn.gradient` on one image: what SmoothGrad pays per call of its method besides the work."""
+    ms.set_seed(0)
+    net = LeNet5(num_class=NUM_CLASSES)
+    shape = (3, 32, 32)
+    x = ms.Tensor(np.random.default_rng(0).standard_normal((1,) + shape), ms.float32)
+    softmax, noise = nn.Softmax(), xaifn.GaussianNoise(0, 1, shape, 0.2)
+    runs = {
+        "gradient": (lambda: xaifn.gradient(net, x, 1), floor(net, shape, 1, 1, True)),
+        "integrated_gradients": (lambda: xaifn.integrated_gradients(net, x, 1, steps=1), floor(net, shape, 1, 1, True)),
+        "smooth_grad": (lambda: xaifn.smooth_grad(lambda a, b: xaifn.gradient(net, a, b), x, 1, noise),
+                        floor(net, shape, 1, 1, True)),
+        "scorecam": (lambda: xaifn.scorecam(net, softmax, x, 1, layer="conv2"), floor(net, shape, 16, 16, False)),
+    }
+    costs = {}
+    for name, (method, baseline) in runs.items():
+        timing = interleaved({"method": method, "floor": baseline}, rounds)
+        costs[name] = (1000 * timing["method"][1], 1000 * timing["floor"][1])
+        print(f"fixed cost  {name:21s} method {costs[name][0]:6.2f} ms  floor {costs[name][1]:6.2f} ms  "
+              f"extra {costs[name][0] - costs[name][1]:6.2f} ms", flush=True)
+    return costs
+
+
 MEMORY_SCRIPT = """
 import sys
 import numpy as np, mindspore as ms
@@ -182,6 +210,7 @@ def main(argv=None):
                         help="images per step of the overhead rows (an int, for equal floors)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
+    costs = fixed_costs(5 if args.quick else 31)
     rows = method_table(args.quick, args.chunk)
     memory = {steps: peak_memory(steps, args.chunk) for steps in ((50, 200) if args.quick else (200, 2000))}
     for steps, mb in memory.items():
@@ -190,7 +219,8 @@ def main(argv=None):
     print(f"load average: {os.getloadavg()}")
     if args.json:
         with open(args.json, "w") as out:
-            json.dump(dict(rows=rows, peak_memory_mb=memory, chunk=args.chunk, load=os.getloadavg()), out, indent=2)
+            json.dump(dict(rows=rows, fixed_cost_ms=costs, peak_memory_mb=memory, chunk=args.chunk,
+                           load=os.getloadavg()), out, indent=2)
 
 
 if __name__ == "__main__":
