@@ -201,8 +201,9 @@ class _CamCell(nn.Cell):
 
     def construct(self, x, t):
         a, g = xaifn.layer_activation_gradient(self.probed, x, t)
+        forward_only, _ = xaifn.layer_activation(self.probed, x)
         return ops.stack([cams.gradcam_plus_plus_cam(a, g), cams.xgradcam_cam(a, g), cams.layercam_cam(a, g),
-                          cams.hirescam_cam(a, g), cams.eigencam_cam(a)])
+                          cams.hirescam_cam(a, g), cams.eigencam_cam(forward_only)])
 
 
 @pytest.mark.parametrize("mode", ["pynative", "graph"])

@@ -56,6 +56,14 @@ def layer_activation(probed, inputs):
     backward). Traceable.
 
     `probed` comes from `layer_probe_view`, built for this batch's activation shape.
+
+    Example:
+        >>> import numpy as np, mindspore as ms, xaifn
+        >>> from xaifn.models import LeNet5
+        >>> probed = xaifn.layer_probe_view(LeNet5(), "conv2", (2, 16, 10, 10))
+        >>> a, logits = xaifn.layer_activation(probed, ms.Tensor(np.random.rand(2, 3, 32, 32), ms.float32))
+        >>> a.shape, logits.shape
+        ((2, 16, 10, 10), (2, 10))
     """
     logits = probed(inputs)
     return probed.xaifn_probe.store.value(), logits
