@@ -201,8 +201,9 @@ class _CamCell(nn.Cell):
 
     def construct(self, x, t):
         a, g = xaifn.layer_activation_gradient(self.probed, x, t)
+        forward_only, _ = xaifn.layer_activation(self.probed, x)
         return ops.stack([cams.gradcam_plus_plus_cam(a, g), cams.xgradcam_cam(a, g), cams.layercam_cam(a, g),
-                          cams.hirescam_cam(a, g), cams.eigencam_cam(a, g)])
+                          cams.hirescam_cam(a, g), cams.eigencam_cam(forward_only)])
 
 
 @pytest.mark.parametrize("mode", ["pynative", "graph"])
@@ -230,10 +231,44 @@ def test_traceable_cores_inside_a_cell(zoo, mode):
     (lambda net, x: xaifn.scorecam(net, nn.Softmax(), x, 1, layer="pool", resize="no"), TypeError, "`resize`"),
     (lambda net, x: xaifn.guided_gradcam(net, x, [1, 2, 3], layer="pool"), ValueError, "length 2"),
     (lambda net, x: xaifn.gradcam_plus_plus(net, x.asnumpy(), 1, layer="pool"), TypeError, "`inputs`"),
+    (lambda net, x: xaifn.xgradcam(net, x.astype(ms.float64), 1, layer="pool"), TypeError, "`inputs` must have the dt"),
+    (lambda net, x: xaifn.eigencam(net, x.astype(ms.float64), 1, layer="pool"), TypeError, "`inputs` must have the dt"),
 ])
 def test_bad_arguments(pool_net, call, error, message):
     with pytest.raises(error, match=message):
         call(pool_net, ms.Tensor(normal(0, (2,) + SHAPE)))
+
+
+class _NoBackward(nn.Cell):
+    """The identity, whose backward cannot be compiled (a wrong-shaped gradient)."""
+
+    def construct(self, x):
+        return x
+
+    def bprop(self, x, out, dout):  # pylint: disable=unused-argument
+        return (ops.zeros((1,), ms.float32),)
+
+
+class _PoolNoBackward(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.AvgPool2d(KERNEL, STRIDE)
+        self.stop = _NoBackward()
+        self.fc = nn.Dense(3 * 4 * 6, 4)
+
+    def construct(self, x):
+        return self.fc(self.stop(self.pool(x)).reshape(x.shape[0], -1))
+
+
+def test_eigencam_and_scorecam_run_no_backward_pass(zoo):
+    """They read the layer's output only: a network whose backward fails still gets its maps."""
+    net = zoo.set_params(_PoolNoBackward(), zoo.random_params(_PoolNoBackward(), seed=7))
+    x = normal(18, (2,) + SHAPE)
+    a = avg_pool_np(x.astype(np.float64), KERNEL, STRIDE)
+    assert_close(xaifn.eigencam(net, ms.Tensor(x), 1, layer="pool", resize=False), np.maximum(eigencam_np(a), 0),
+                 rtol=1e-4)
+    cam = xaifn.scorecam(net, nn.Softmax(), ms.Tensor(x), [0, 2], layer="pool", resize=False)
+    assert cam.shape == (2, 1, 4, 6) and np.isfinite(cam.asnumpy()).all()
 
 
 def test_variants_read_token_layers_through_reshape():
@@ -251,3 +286,12 @@ def test_variants_read_token_layers_through_reshape():
         assert_close(got, np.maximum(reference(a, g), 0), rtol=1e-4)
     cam = xaifn.scorecam(net, nn.Softmax(), ms.Tensor(x.astype(np.float32)), t, layer="mix", chunk=5)
     assert cam.shape == (2, 1, 8, 12) and np.isfinite(cam.asnumpy()).all()
+
+
+def _nan_scores(logits):
+    return logits * np.nan
+
+
+def test_scorecam_with_non_finite_scores_raises_naming_it(pool_net):
+    with pytest.raises(FloatingPointError, match="^scorecam: .*non-finite"):
+        xaifn.scorecam(pool_net, _nan_scores, ms.Tensor(normal(19, (2,) + SHAPE)), 1, layer="pool")

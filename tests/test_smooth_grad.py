@@ -168,3 +168,11 @@ def test_bad_noise_arguments(kwargs, error, message):
 def test_a_method_returning_the_wrong_rows_is_named(linear):
     with pytest.raises(TypeError, match="`method` must return a Tensor with one row per input"):
         xaifn.smooth_grad(lambda a, t: a[:1], ms.Tensor(normal(0, (2, 2, 3, 4))), 1, normal(1, (3, 2, 3, 4)))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e30])   # 1e30: finite maps, squares overflow float32
+def test_non_finite_maps_raise_naming_smooth_grad(kind, bad):
+    x = ms.Tensor(normal(0, (2, 2, 3, 4)))
+    with pytest.raises(FloatingPointError, match="^smooth_grad: .*non-finite"):
+        xaifn.smooth_grad(lambda a, t: a * 0 + bad, x, 1, normal(1, (3, 2, 3, 4)), kind=kind)

@@ -14,12 +14,13 @@ interpolation like `xaifn.gradcam` (`resize=False`: the raw (N, 1, h, w) map; no
 
 ScoreCAM is in `xaifn.scorecam` (it needs forward passes, not gradients). Every variant runs
 through `xaifn.gradcam`'s layer machinery (`layer_cam`: validation, tracing, `reshape` of token or
-channel-last outputs, one compiled kernel per network, layer, shape and variant).
+channel-last outputs, one compiled kernel per network, layer, shape and variant); EigenCAM, which
+reads no gradient, through its forward-only twin `layer_forward` (no backward pass).
 """
 from mindspore import ops
 
-from xaifn import _checks
-from xaifn.gradcam import cam_map, layer_cam
+from xaifn import _cache, _checks
+from xaifn.gradcam import activation_map, cam_map, layer_cam, layer_forward
 
 
 def _safe_divide(numerator, denominator):
@@ -57,7 +58,7 @@ def hirescam_cam(activation, grads):
     return (grads * activation).sum(axis=1, keepdims=True)
 
 
-def eigencam_cam(activation, grads):  # pylint: disable=unused-argument
+def eigencam_cam(activation):
     """EigenCAM (Muhammad & Yeasin, 2020) before the ReLU: the projection of the centred pixel
     activations on their first principal direction, signed as in the module docstring. Traceable."""
     n, k, h, w = activation.shape
@@ -130,10 +131,10 @@ def hirescam(net, inputs, targets, layer="", reshape=None, resize=True, *, outpu
     return _variant(net, inputs, targets, layer, reshape, resize, hirescam_cam, output)
 
 
+@_cache.one_call
 def eigencam(net, inputs, targets, layer="", reshape=None, resize=True, *, output=None):
-    """EigenCAM at the cell named `layer` (`targets` are validated but do not change the map; the
-    shared layer machinery also runs the backward pass, unused here); arguments and shapes as in
-    `xaifn.gradcam_plus_plus`.
+    """EigenCAM at the cell named `layer` (`targets` are validated but do not change the map; one
+    forward pass, no backward); arguments and shapes as in `xaifn.gradcam_plus_plus`.
 
     Example:
         >>> import numpy as np, mindspore as ms, xaifn
@@ -142,4 +143,5 @@ def eigencam(net, inputs, targets, layer="", reshape=None, resize=True, *, outpu
         >>> xaifn.eigencam(LeNet5(), x, 1, layer="conv2").shape
         (2, 1, 32, 32)
     """
-    return _variant(net, inputs, targets, layer, reshape, resize, eigencam_cam, output)
+    _checks.check_bool(resize, "resize")
+    return layer_forward(net, inputs, targets, layer, reshape, activation_map(eigencam_cam, resize), output)[0]

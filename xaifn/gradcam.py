@@ -9,7 +9,8 @@ A layer whose output is not (N, K, h, w) is read through a `reshape` function ap
 and dA (pytorch-grad-cam's ``reshape_transform``): token sequences (N, T, D) of vision
 transformers, with or without a class token, and channel-last maps (N, h, w, C) are recognised
 from the shape (`reshape_for`); anything else needs ``reshape=``. `layer_cam` is the layer
-machinery every gradient-based CAM shares: give it a traceable ``cam(A, dA, size)``.
+machinery every gradient-based CAM shares: give it a traceable ``cam(A, dA, size)``;
+`layer_forward` is its forward-only twin for CAMs that read A alone (``fn(A, size)``, no backward).
 """
 import numpy as np
 import mindspore as ms
@@ -50,6 +51,24 @@ def layer_activation_gradient(probed, inputs, targets):
     return probe.store.value(), grads
 
 
+def layer_activation(probed, inputs):
+    """(A, f(x)): the probed layer's output and the network's, from a forward pass only (no
+    backward). Traceable.
+
+    `probed` comes from `layer_probe_view`, built for this batch's activation shape.
+
+    Example:
+        >>> import numpy as np, mindspore as ms, xaifn
+        >>> from xaifn.models import LeNet5
+        >>> probed = xaifn.layer_probe_view(LeNet5(), "conv2", (2, 16, 10, 10))
+        >>> a, logits = xaifn.layer_activation(probed, ms.Tensor(np.random.rand(2, 3, 32, 32), ms.float32))
+        >>> a.shape, logits.shape
+        ((2, 16, 10, 10), (2, 10))
+    """
+    logits = probed(inputs)
+    return probed.xaifn_probe.store.value(), logits
+
+
 def gradcam_cam(activation, grads):
     """sum_k mean_hw(dA_k) A_k, before the ReLU: (N, 1, h, w). Traceable."""
     return (grads.mean(axis=(2, 3), keep_dims=True) * activation).sum(axis=1, keepdims=True)
@@ -74,13 +93,28 @@ def cam_map(cam_fn, resized=True):
     """The `cam(A, dA, size)` of `layer_cam` for a CAM variant `cam_fn(A, dA)` (the map before the
     ReLU): ReLU, then resized to `size` unless `resized` is False. One function object per
     (cam_fn, resized), so that its kernels are cached."""
-    key = (cam_fn, resized)
+    key = (cam_fn, resized, "gradient")
     if key not in _CAM_MAPS:
         def at_input_size(activation, grads, size):
             return resize(ops.relu(cam_fn(activation, grads)), size)
 
         def at_layer_size(activation, grads, size):  # pylint: disable=unused-argument
             return ops.relu(cam_fn(activation, grads))
+        _CAM_MAPS[key] = at_input_size if resized else at_layer_size
+    return _CAM_MAPS[key]
+
+
+def activation_map(cam_fn, resized=True):
+    """The `fn(A, size)` of `layer_forward` for a CAM variant `cam_fn(A)` that reads no gradient
+    (the map before the ReLU): ReLU, then resized to `size` unless `resized` is False. One
+    function object per (cam_fn, resized), so that its kernels are cached."""
+    key = (cam_fn, resized, "forward")
+    if key not in _CAM_MAPS:
+        def at_input_size(activation, size):
+            return resize(ops.relu(cam_fn(activation)), size)
+
+        def at_layer_size(activation, size):  # pylint: disable=unused-argument
+            return ops.relu(cam_fn(activation))
         _CAM_MAPS[key] = at_input_size if resized else at_layer_size
     return _CAM_MAPS[key]
 
@@ -172,34 +206,89 @@ def _check_reshape(reshape, layer, activation_shape, dtype):
 
 # ---- the layer machinery of the CAM family -----------------------------------------------------
 
-def _finite(activation, grads):
-    """True when A and dA are finite: the map's ReLU would hide NaN (MindSpore's CPU ReLU drops it)."""
-    return _cache.finite_mask(activation).all() & _cache.finite_mask(grads).all()
+def _finite(*values):
+    """True when every value is finite: the map's ReLU would hide NaN (MindSpore's CPU ReLU drops it)."""
+    flag = _cache.finite_mask(values[0]).all()
+    for value in values[1:]:
+        flag = flag & _cache.finite_mask(value).all()
+    return flag
 
+
+# Each kernel returns (map, finite): the flag covers what the map is made of and the map itself,
+# so the map is checked in the graph (`_checked`), not by a second pass over it.
 
 def _compiled_input_cam(view, cam):
     def kernel(inputs, targets):
         grads = input_gradient(view, inputs, targets)
-        return cam(inputs, grads, inputs.shape[2:]), _finite(inputs, grads)
-    return _cache.compiled(kernel)
+        result = cam(inputs, grads, inputs.shape[2:])
+        return result, _finite(inputs, grads, result)
+    return _cache.compiled(kernel, checked=False)
 
 
 def _compiled_layer_cam(probed, reshape, cam):
     def kernel(inputs, targets):
         activation, grads = layer_activation_gradient(probed, inputs, targets)
-        return cam(reshape(activation), reshape(grads), inputs.shape[2:]), _finite(activation, grads)
-    return _cache.compiled(kernel)
+        result = cam(reshape(activation), reshape(grads), inputs.shape[2:])
+        return result, _finite(activation, grads, result)
+    return _cache.compiled(kernel, checked=False)
 
 
-def _checked(kernel, inputs, labels, layer):
-    """kernel(inputs, labels)'s map, or FloatingPointError if the layer's output or its gradient
-    was not finite (an overflow in the network: the map would look plausible)."""
-    result, finite = kernel(inputs, labels)
+def _compiled_input_forward(view, fn):
+    def kernel(inputs):   # A = x; the forward pass only checks the logits
+        result = fn(inputs, inputs.shape[2:])
+        return result, _finite(view(inputs), result)
+    return _cache.compiled(kernel, checked=False)
+
+
+def _compiled_layer_forward(probed, reshape, fn):
+    def kernel(inputs):
+        activation, logits = layer_activation(probed, inputs)
+        result = fn(reshape(activation), inputs.shape[2:])
+        return result, _finite(activation, logits, result)
+    return _cache.compiled(kernel, checked=False)
+
+
+def _checked(kernel, args, layer):
+    """kernel(*args)'s map, or FloatingPointError if the layer's output, its gradient (or the
+    logits, for a forward-only CAM) or the map was not finite (an overflow in the network: the
+    map's ReLU would hide it and the map would look plausible)."""
+    result, finite = kernel(*args)
     if not bool(finite):
         raise FloatingPointError(f"CAM at layer {layer!r}: the network produced non-finite (NaN or Inf) "
-                                 "activations or gradients for these inputs, so no map is returned. Check "
-                                 "its weights, or run it in a wider float type.")
+                                 "values for these inputs (activations, gradients, logits or the map itself), so "
+                                 "no map is returned. Check its weights, or run it in a wider float type.")
     return result
+
+
+def _layer_call(net, inputs, targets, layer, reshape, output, allow_2d=False):
+    """Validate a CAM call at `layer`: (explained network, (N, l) labels, site); `site` is None
+    for layer '' (the input itself), else (name in `explained`, the layer's output shape for this
+    batch, reshape, reshape key). The layer is traced once per input signature (cached)."""
+    _checks.check_cell(net, "net")
+    _checks.check_layer_name(net, layer)
+    if reshape is not None:
+        _checks.check_callable(reshape, "reshape")
+    explained = _checks.check_explained(net, output, "net")
+    labels = _checks.check_call(explained, inputs, targets, allow_2d=allow_2d, name="net")
+    if layer == "":
+        if reshape is not None:
+            raise ValueError("`reshape` applies to a layer's output; with layer='' the input (N, C, H, W) "
+                             "is used as it is.")
+        return explained, labels, None
+    inner = layer if output is None else _views.OUTPUT_PREFIX + layer   # its name in `explained`
+    sample = (tuple(inputs.shape[1:]), inputs.dtype)
+    _, act_shape = _cache.cached(explained, ("trace", inner) + sample,
+                                 lambda: _views.trace_layer(explained, inner, *sample))
+    if not isinstance(act_shape, tuple):
+        raise ValueError(f"`layer` {layer!r} returns a {act_shape.__name__}, not one Tensor; choose a layer "
+                         "whose output is a single Tensor.")
+    if reshape is None:
+        reshape, reshape_key = reshape_for(layer, act_shape, tuple(inputs.shape[2:]))
+    else:
+        reshape_key = reshape
+        _cache.cached(explained, ("reshape", inner, reshape) + sample,
+                      lambda: _check_reshape(reshape, layer, act_shape, inputs.dtype))
+    return explained, labels, (inner, (inputs.shape[0],) + act_shape[1:], reshape, reshape_key)
 
 
 @_cache.one_call
@@ -208,43 +297,40 @@ def layer_cam(net, inputs, targets, layer, reshape, cam, output=None):
 
     Validates every argument, traces the layer once per input signature, resolves `reshape`
     (None: `reshape_for`; a callable: applied to A and dA, checked to give (N, K, h, w)) and
-    builds one compiled kernel per (network, output, cam, layer, shapes, reshape). `cam` must be
-    traceable and keep its identity across calls (a module-level function). `output` chooses the
-    explained output of a network returning several (`xaifn.gradient`).
+    builds one compiled kernel (forward and backward) per (network, output, cam, layer, shapes,
+    reshape). `cam` must be traceable and keep its identity across calls (a module-level
+    function). `output` chooses the explained output of a network returning several
+    (`xaifn.gradient`).
     """
-    _checks.check_cell(net, "net")
-    _checks.check_layer_name(net, layer)
-    _checks.check_inputs(inputs)
-    if reshape is not None:
-        _checks.check_callable(reshape, "reshape")
-    explained = _checks.check_explained(net, output, "net")
-    size = tuple(inputs.shape[2:])
-    if layer == "":
-        if reshape is not None:
-            raise ValueError("`reshape` applies to a layer's output; with layer='' the input (N, C, H, W) "
-                             "is used as it is.")
-        labels = _checks.check_call(explained, inputs, targets, name="net")
+    explained, labels, site = _layer_call(net, inputs, targets, layer, reshape, output)
+    if site is None:
         kernel = _cache.cached(explained, ("layer_cam", cam, ""),
                                lambda: _compiled_input_cam(_cache.evaluable(explained), cam))
-        return _checked(kernel, inputs, labels, layer)
-    inner = layer if output is None else _views.OUTPUT_PREFIX + layer   # its name in `explained`
-    sample = (tuple(inputs.shape[1:]), inputs.dtype)
-    out_shape, act_shape = _cache.cached(explained, ("trace", inner) + sample,
-                                         lambda: _views.trace_layer(explained, inner, *sample))
-    if not isinstance(act_shape, tuple):
-        raise ValueError(f"`layer` {layer!r} returns a {act_shape.__name__}, not one Tensor; choose a layer "
-                         "whose output is a single Tensor.")
-    labels = _checks.check_targets(targets, inputs.shape[0], _checks.check_output_width(out_shape, "net"))
-    if reshape is None:
-        reshape, reshape_key = reshape_for(layer, act_shape, size)
     else:
-        reshape_key = reshape
-        _cache.cached(explained, ("reshape", inner, reshape) + sample,
-                      lambda: _check_reshape(reshape, layer, act_shape, inputs.dtype))
-    act_shape = (inputs.shape[0],) + act_shape[1:]
-    kernel = _cache.cached(explained, ("layer_cam", cam, inner, act_shape, inputs.dtype, reshape_key),
-                           lambda: _compiled_layer_cam(layer_probe_view(explained, inner, act_shape), reshape, cam))
-    return _checked(kernel, inputs, labels, layer)
+        inner, act_shape, reshape, reshape_key = site
+        kernel = _cache.cached(explained, ("layer_cam", cam, inner, act_shape, inputs.dtype, reshape_key),
+                               lambda: _compiled_layer_cam(layer_probe_view(explained, inner, act_shape), reshape,
+                                                           cam))
+    return _checked(kernel, (inputs, labels), layer)
+
+
+def layer_forward(net, inputs, targets, layer, reshape, fn, output=None, allow_2d=False):
+    """(fn(A, (H, W)), labels) for a CAM that reads only the layer's output A: `layer_cam`'s
+    validation, tracing and `reshape`, but one compiled forward pass, no backward (EigenCAM, and
+    ScoreCAM's activations). `targets` are validated into (N, l) labels (l = 1 unless
+    `allow_2d`) and returned; `fn` must be traceable and keep its identity across calls. Call it
+    inside a `_cache.one_call` method (`xaifn.eigencam`, `xaifn.scorecam`).
+    """
+    explained, labels, site = _layer_call(net, inputs, targets, layer, reshape, output, allow_2d)
+    if site is None:
+        kernel = _cache.cached(explained, ("layer_cam", "forward", fn, ""),
+                               lambda: _compiled_input_forward(_cache.evaluable(explained), fn))
+    else:
+        inner, act_shape, reshape, reshape_key = site
+        kernel = _cache.cached(explained, ("layer_cam", "forward", fn, inner, act_shape, inputs.dtype, reshape_key),
+                               lambda: _compiled_layer_forward(layer_probe_view(explained, inner, act_shape),
+                                                               reshape, fn))
+    return _checked(kernel, (inputs,), layer), labels
 
 
 def gradcam(net, inputs, targets, layer="", reshape=None, resize=True, *, output=None):  # pylint: disable=redefined-outer-name

@@ -8,6 +8,8 @@ through the chunked gradient-sums primitive; all target columns share its forwar
 Completeness: sum_chw IG[n, j] ~= f(x_n)[t_nj] - f(b_n)[t_nj], up to the rule's error (the
 convergence delta).
 """
+import functools
+
 import numpy as np
 import mindspore as ms
 
@@ -40,6 +42,12 @@ def quadrature(method, steps):
     """
     _checks.check_choice(method, "method", METHODS)
     n = _checks.check_positive_int(steps, "steps")
+    return tuple(rule.copy() for rule in _rule(method, n))
+
+
+@functools.lru_cache(maxsize=64)
+def _rule(method, n):
+    """`quadrature` for validated arguments, computed once per (method, n): do not modify."""
     if method == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(n)
         return 0.5 * (nodes + 1), 0.5 * weights
@@ -71,6 +79,19 @@ def integrated_gradients_map(net_fn, inputs, baselines, targets, alphas, weights
     """
     sums = path_gradient_sum(net_fn, inputs, baselines, targets.reshape(-1, 1), alphas, weights)
     return (inputs - baselines) * sums[:, 0]
+
+
+def _attributions(one_column):
+    """(x, b, sums (N, l, C, H, W)) -> (x - b) * sums: (N, C, H, W) when `one_column`, else
+    (N, l, C, H, W). Traceable."""
+    def attributions(inputs, baselines, sums):
+        product = (inputs - baselines).expand_dims(1) * sums
+        return product.reshape(inputs.shape) if one_column else product
+    return attributions
+
+
+# shared by every call (no network inside): compiled once per shape
+_ATTRIBUTIONS = {one_column: _cache.compiled(_attributions(one_column), checked=False) for one_column in (True, False)}
 
 
 def _logits(net_fn):
@@ -120,11 +141,7 @@ def integrated_gradients(net_fn, inputs, targets, baselines=0.0, steps=50, metho
     sums = gradient_sums(lambda: _cache.evaluable(net_fn), inputs, base, labels, alphas, weights, step,
                          (net_fn, ("integrated_gradients",)))
     one_column = _targets_are_one_column(targets)
-    difference = inputs - base
-    if one_column:
-        attributions = difference * sums.reshape(inputs.shape)                 # (N, C, H, W)
-    else:
-        attributions = difference.expand_dims(1) * sums                        # (N, l, C, H, W)
+    attributions = _ATTRIBUTIONS[one_column](inputs, base, sums)   # x, b and the sums are checked
     if not return_convergence_delta:
         return attributions
     build = lambda: _logits(_cache.evaluable(net_fn))  # noqa: E731

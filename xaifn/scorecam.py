@@ -6,9 +6,10 @@ the masked input weighs the channel:
     cam_nj = ReLU(sum_k softmax_k(s_nj)_k A_nk),                    resized like `xaifn.gradcam`
 
 with norm(m) = (m - min m) / (max m - min m) (0 for a constant channel) and `up` the bilinear resize
-of the CAM family. The activations come from `xaifn.gradcam`'s layer machinery (`reshape` as
-there); the N * K masked images go through the chunked copy-sums primitive, one compiled forward
-per step; all l target columns share them.
+of the CAM family. The activations come from `xaifn.gradcam`'s forward-only layer machinery
+(`layer_forward`: one compiled forward pass, no backward; `reshape` as there); the N * K masked
+images go through the chunked copy-sums primitive, one compiled forward per step; all l target
+columns share them.
 """
 import numpy as np
 import mindspore as ms
@@ -16,7 +17,7 @@ from mindspore import ops
 
 from xaifn import _cache, _checks
 from xaifn._chunked import DEFAULT_CHUNK, bytes_per_image, copy_sums, images_per_step
-from xaifn.gradcam import layer_cam, resize as resize_map
+from xaifn.gradcam import layer_forward, resize as resize_map
 from xaifn.rise import probability_fn
 
 
@@ -50,18 +51,30 @@ def scorecam_map(scores, activation):
     return ops.relu(ops.matmul(weights, activation.reshape(n, num, h * w))).reshape(n, -1, h, w)
 
 
-def _resized_scorecam_map(scores, activation, inputs):
-    return resize_map(scorecam_map(scores, activation), inputs.shape[2:])
+def _checked_map(scores, activation, size):
+    """(the map, resized to `size` unless it is None; whether the scores and the map are finite:
+    the ReLU would hide a NaN score, as MindSpore's CPU ReLU drops NaN). Traceable."""
+    cam = scorecam_map(scores, activation)
+    cam = cam if size is None else resize_map(cam, size)
+    return cam, _cache.finite_mask(scores).all() & _cache.finite_mask(cam).all()
 
 
-def _activation(activation, grads, size):  # pylint: disable=unused-argument
-    """The `cam` of `layer_cam` that returns the (reshaped) layer output A itself."""
+def _resized_map(scores, activation, inputs):
+    return _checked_map(scores, activation, inputs.shape[2:])
+
+
+def _layer_map(scores, activation):
+    return _checked_map(scores, activation, None)
+
+
+def _activation(activation, size):  # pylint: disable=unused-argument
+    """The `fn` of `layer_forward` that returns the (reshaped) layer output A itself."""
     return activation
 
 
-# shared by every call (no network inside): compiled once per shape
-_MAP = _cache.compiled(scorecam_map)
-_RESIZED_MAP = _cache.compiled(_resized_scorecam_map)
+# shared by every call (no network inside): compiled once per shape; scores and map checked in the graph
+_MAP = _cache.compiled(_layer_map, checked=False)
+_RESIZED_MAP = _cache.compiled(_resized_map, checked=False)
 
 
 @_cache.one_call
@@ -87,17 +100,18 @@ def scorecam(net, activation_fn, inputs, targets, layer="", reshape=None, chunk=
         >>> xaifn.scorecam(LeNet5(), nn.Softmax(), x, 1, layer="conv2").shape
         (2, 1, 32, 32)
     """
-    _checks.check_cell(net, "net")
-    _checks.check_layer_name(net, layer)
     _checks.check_callable(activation_fn, "activation_fn")
-    explained = _checks.check_explained(net, output, "net")
-    labels = _checks.check_call(explained, inputs, targets, allow_2d=True, name="net")
     chunk = _checks.check_chunk(chunk)
     _checks.check_bool(resize, "resize")
-    activation = layer_cam(net, inputs, labels[:, 0], layer, reshape, _activation, output)   # (N, K, h, w)
+    activation, labels = layer_forward(net, inputs, targets, layer, reshape, _activation, output,
+                                       allow_2d=True)                                   # (N, K, h, w), (N, l)
+    explained = _checks.check_explained(net, output, "net")
     num = activation.shape[1]
     step = _cache.cached(explained, ("scorecam", _cache.callable_key(activation_fn)),
                          lambda: _score_step(probability_fn(_cache.evaluable(explained), activation_fn)))
     (scores,) = copy_sums(step, (inputs, activation, labels), (np.arange(num), np.ones(num)),
                           images_per_step(chunk, bytes_per_image(explained, inputs)), inputs.dtype)  # (N, l, K)
-    return _RESIZED_MAP(scores, activation, inputs) if resize else _MAP(scores, activation)
+    cam, finite = _RESIZED_MAP(scores, activation, inputs) if resize else _MAP(scores, activation)
+    if not bool(finite):
+        _cache.check_finite_result((scores, cam), "scorecam")   # raises, naming the method
+    return cam

@@ -72,9 +72,23 @@ def _moments(maps, weights):
     return ops.matmul(w, flat).reshape(shape), ops.matmul(w, flat * flat).reshape(shape)
 
 
+def _result(kind):
+    """(mean, mean_sq) -> (the `kind`'s map, whether both moments are finite). Traceable."""
+    def result(mean, mean_sq):
+        finite = _cache.finite_mask(mean).all() & _cache.finite_mask(mean_sq).all()
+        if kind == "smoothgrad":
+            return mean, finite
+        if kind == "smoothgrad_sq":
+            return mean_sq, finite
+        return mean_sq - mean * mean, finite
+    return result
+
+
 # shared by every call (no network inside): compiled once per block shape
 _NOISY_COPIES = _cache.compiled(_noisy_copies, checked=False)
 _MOMENTS = _cache.compiled(_moments, checked=False)  # the result is checked once, at the end
+#: kind -> (mean, mean_sq) -> (the result, whether the moments are finite), checked in the graph
+_RESULTS = {kind: _cache.compiled(_result(kind), checked=False) for kind in KINDS}
 
 
 def _noisy_step(method):
@@ -126,9 +140,7 @@ def smooth_grad(method, inputs, targets, noise, kind="smoothgrad", chunk=DEFAULT
     count = noise.shape[0]
     mean, mean_sq = copy_sums(_noisy_step(method), (inputs, labels), (noise, np.full(count, 1 / count)), chunk,
                               inputs.dtype)
-    _cache.check_finite_result((mean, mean_sq), "smooth_grad")
-    if kind == "smoothgrad":
-        return mean
-    if kind == "smoothgrad_sq":
-        return mean_sq
-    return mean_sq - mean * mean
+    result, finite = _RESULTS[kind](mean, mean_sq)
+    if not bool(finite):
+        _cache.check_finite_result((mean, mean_sq), "smooth_grad")   # raises, naming the method
+    return result
