@@ -64,12 +64,18 @@ def test_explain_dataset_resumes_and_refuses_other_arguments(folder, tmp_path, c
     assert cli.main(command(folder, store, "gradient") + ["--quiet"]) == 0
     first = capsys.readouterr().out
     group = zarr.open_group(str(store), mode="r+")
-    group["done"][4:8] = False                          # as if killed during block 1
+    group["done"][4:8] = False                          # as if killed while writing their block
     assert cli.main(command(folder, store, "gradient") + ["--quiet"]) == 0
     assert capsys.readouterr().out == first and group["done"][:].all()
     assert cli.main(command(folder, store, "gradient, rise")) == 2
     err = capsys.readouterr().err
-    assert "was made with other arguments (differing: methods" in err and "Traceback" not in err
+    assert "was made with other arguments (differing: method_options, methods)" in err and "Traceback" not in err
+    # --masks is read by RISE only: a gradient store is resumed with other masks, a RISE store refused
+    assert cli.main(command(folder, store, "gradient") + ["--quiet", "--masks", "7"]) == 0
+    assert capsys.readouterr().out == first
+    rise = command(folder, tmp_path / "rise", "rise") + ["--quiet", "--masks", "8"]
+    assert cli.main(rise) == 0 and cli.main(rise[:-1] + ["9"]) == 2
+    assert "was made with other arguments (differing: method_options)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("change, message", [

@@ -7,6 +7,7 @@
 """
 import argparse
 import ast
+import hashlib
 import importlib
 import importlib.util
 import pathlib
@@ -293,12 +294,15 @@ def explain_dataset(args):
     from xaifn.dataset_runner import ImageFiles  # pylint: disable=import-outside-toplevel
     for note in ImageFiles.from_folder(args.data, size, mean, std, args.channels).conversions():
         print(f"{args.data}: {note}")
+    options = method_options(net, methods, args)
     config = dict(model=args.model, model_args=parse_model_args(args.model_arg))
+    if "rise_plus" in methods:  # the OoD head it reads (a function in method_options: not fingerprinted)
+        config["ood_checkpoint"] = hashlib.sha256(pathlib.Path(args.ood_checkpoint).read_bytes()).hexdigest()
     metrics = parse_metrics(args.metrics)
     summary = xaifn.explain_dataset(
         net, args.data, methods, args.out, metrics=metrics, targets=args.targets,
         activation=activation_cell(args.activation),
-        method_options=method_options(net, methods, args), size=size, mean=mean, std=std,
+        method_options=options, size=size, mean=mean, std=std,
         channels=args.channels, batch_size=args.batch_size, config=config, progress=None if not args.quiet else False)
     print(f"{summary['rows']} rows in {args.out}" + (f"; accuracy {summary['accuracy']:.3f}"
                                                      if summary["accuracy"] is not None else ""))
