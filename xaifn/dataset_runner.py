@@ -453,8 +453,7 @@ def explain_dataset(net, dataset, methods, store, *, metrics=None, targets="pred
     if description is None:
         description = dict(pipeline=type(pipeline).__name__, source=type(leaf).__name__,
                            first_batch=hashlib.sha256(first.tobytes()).hexdigest())
-    probabilities = probability_kernel(net, activation)
-    num_classes = _checks.check_output_width(probabilities(ms.Tensor(first)).shape, "net")
+    probabilities, known = probability_kernel(net, activation), {}
     fns, options_read = _resolve_methods(methods, net, activation, dict(method_options or {}), first.shape[2:])
     options_read.update((key, dict(METHOD_OPTIONS, **(method_options or {}))[key]) for key in metric_reads)
     run_config = dict(format=dataset_store.FORMAT, methods=list(fns), metrics=list(metric_fns), targets=targets,
@@ -462,8 +461,12 @@ def explain_dataset(net, dataset, methods, store, *, metrics=None, targets="pred
                       network=network_digest(net), dataset=description, activation=type(activation).__name__,
                       method_options=_jsonable({k: v for k, v in options_read.items() if k != "inlier"}),
                       picture=dict(mean=_jsonable(mean), std=_jsonable(std)), config=_jsonable(config or {}))
-    layout = dict(num_rows=num_rows, block=block, map_shape=first.shape[2:], methods=list(fns),
-                  metrics=list(metric_fns), num_classes=num_classes, class_names=class_names)
+
+    def layout():  # when the store is created: the first batch's probabilities give the number of classes
+        known[0] = probabilities(ms.Tensor(first)).asnumpy()  # and are used again for that batch
+        return dict(num_rows=num_rows, block=block, map_shape=first.shape[2:], methods=list(fns),
+                    metrics=list(metric_fns), num_classes=_checks.check_output_width(known[0].shape, "net"),
+                    class_names=class_names)
     started = time.time()
     group = dataset_store.open_store(store, run_config, layout)
     blocks = range(math.ceil(num_rows / block))
@@ -472,7 +475,7 @@ def explain_dataset(net, dataset, methods, store, *, metrics=None, targets="pred
     if todo:
         dataset_store.remove_partials(group, todo)  # of this worker's killed writes, about to be redone
         _run_blocks(pipeline, todo, block, batch, num_rows, group,
-                    dict(probabilities=probabilities, net=net, methods=fns, metrics=metric_fns,
+                    dict(probabilities=probabilities, known=known, net=net, methods=fns, metrics=metric_fns,
                          targets=targets, mean=mean, std=std),
                     _progress(progress, sum(min(block, num_rows - b * block) for b in todo), workers, rank))
     if workers > 1 and _communicating():
@@ -540,7 +543,7 @@ def _run_blocks(pipeline, todo, block, batch, num_rows, group, job, bar):
                 if len(images) != min(batch, stop - row):
                     raise ValueError(f"`dataset` gave a batch of {len(images)} rows where {min(batch, stop - row)} "
                                      "were expected: it must map source rows one to one into batches.")
-                parts.append((images, explain_batch(images, labels, masks, job)))
+                parts.append((images, explain_batch(images, labels, masks, job, job["known"].pop(row, None))))
                 bar.update(len(images))
             while len(pending) >= 2:
                 pending.popleft().result()
@@ -567,11 +570,11 @@ def probability_kernel(net, activation):
                          lambda: _cache.compiled(probabilities, checked=False))
 
 
-def explain_batch(images, labels, masks, job):
+def explain_batch(images, labels, masks, job, probabilities=None):
     """The store rows of one batch: label, target, prediction, probability, maps, scores (the
-    pictures are made by the writer)."""
+    pictures are made by the writer); `probabilities`, when given, those of the images (else computed)."""
     x = ms.Tensor(images)
-    probabilities = job["probabilities"](x).asnumpy()
+    probabilities = job["probabilities"](x).asnumpy() if probabilities is None else probabilities
     prediction = probabilities.argmax(axis=1).astype(np.int64)
     if job["targets"] == "label":
         if (labels < 0).any() or (labels >= probabilities.shape[1]).any():

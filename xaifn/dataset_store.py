@@ -63,7 +63,7 @@ def open_store(path, config, layout):
             kept in the store, and a store made with another config is refused (ValueError naming
             the arguments that differ), never mixed.
         layout: dict with num_rows, block, map_shape (H, W), methods, metrics, num_classes,
-            class_names.
+            class_names; or a function returning it, called only when the store is created.
     """
     path = pathlib.Path(path)
     digest = fingerprint(config)
@@ -80,7 +80,7 @@ def open_store(path, config, layout):
     if path.is_dir():
         path.rmdir()
     path.parent.mkdir(parents=True, exist_ok=True)
-    return _create(path, config, digest, layout)
+    return _create(path, config, digest, layout() if callable(layout) else layout)
 
 
 def _create(path, config, digest, layout):
