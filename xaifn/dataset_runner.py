@@ -48,7 +48,7 @@ OPTIONS_READ = dict(**{name: ("layer",) for name in _CAMS}, occlusion=("window",
                     rise=("num_masks", "seed", "chunk"), rise_plus=("num_masks", "seed", "chunk", "inlier"),
                     deletion=("chunk",), insertion=("chunk",), naive_faithfulness=("chunk",))
 #: Default size of a block: the whole batches whose maps of one method make about this many bytes.
-BLOCK_BYTES = 1 << 20
+BLOCK_BYTES = 4 << 20
 
 
 # ------------------------------------------------------------------------------------------------
@@ -402,7 +402,7 @@ def explain_dataset(net, dataset, methods, store, *, metrics=None, targets="pred
         activation: logits -> probabilities Cell (default `nn.Softmax()`).
         block_rows: rows per block of the store, a multiple of the batch size: the unit that is
             written (one file per array), resumed and shared out between workers. Default: the
-            whole batches whose maps of one method make about 1 MiB (`BLOCK_BYTES`; at least one
+            whole batches whose maps of one method make about 4 MiB (`BLOCK_BYTES`; at least one
             batch). Larger blocks write fewer files; a killed run redoes at most one block per worker.
         config: extra JSON-able facts that determine the results (part of the fingerprint; the
             method options enter it only where a chosen method or metric reads them, and functions
