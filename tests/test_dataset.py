@@ -180,6 +180,21 @@ def test_blocks_of_several_batches_store_the_same_values(reference, tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+def test_a_failed_write_stops_the_run(tmp_path, monkeypatch):
+    write = dataset_store.write_block
+
+    def failing(group, start, rows, handles=None):
+        if start == 2 * job.BATCH:
+            raise OSError("disk full")
+        write(group, start, rows, handles)
+    monkeypatch.setattr(dataset_store, "write_block", failing)
+    with pytest.raises(OSError, match="disk full"):   # raised in the writer thread, reported by the run
+        xaifn.explain_dataset(job.TinyNet(), job.pipeline(), ["gradient"], tmp_path / "store", block_rows=job.BATCH,
+                              progress=False)
+    done = dataset_store.done_blocks(zarr.open_group(str(tmp_path / "store"), mode="r"))
+    assert done[:2].all() and not done[2] and "summary" not in zarr.open_group(str(tmp_path / "store")).attrs
+
+
 def test_partial_files_of_killed_writers_are_removed(reference, tmp_path):
     store = tmp_path / "store"
     shutil.copytree(reference[0], store)
