@@ -130,6 +130,7 @@ def compare(scale, rounds, only=None):
                     one[key].append(side(batch))
                     times[key].append(side(count))
             wall = {k: min(w for w, _ in v[1:]) for k, v in times.items()}
+            median = {k: float(np.median([w for w, _ in v[1:]])) for k, v in times.items()}
             cpu = {k: min(c for _, c in v[1:]) for k, v in times.items()}
             fixed = min(w for w, _ in one["explain_dataset"][1:]) - min(w for w, _ in one["bare + forward"][1:])
             per_batch = (wall["explain_dataset"] - wall["bare + forward"] - fixed) / (count // batch)
@@ -138,12 +139,14 @@ def compare(scale, rounds, only=None):
                        **{f"{k} images/s": count / w for k, w in wall.items()},
                        ratio_to_bare=wall["bare"] / wall["explain_dataset"],
                        ratio_to_bare_forward=wall["bare + forward"] / wall["explain_dataset"],
+                       median_ratio_to_bare_forward=median["bare + forward"] / median["explain_dataset"],
                        cpu_ratio_to_bare_forward=cpu["bare + forward"] / cpu["explain_dataset"])
             rows.append(row)
             print(f"{name:<46} {count:5d} images, images/s: "
                   + ", ".join(f"{k} {count / w:.1f}" for k, w in wall.items())
                   + f"; ratio to bare {row['ratio_to_bare']:.3f}, to bare + forward {row['ratio_to_bare_forward']:.3f}"
-                  f" (CPU time {row['cpu_ratio_to_bare_forward']:.3f}); fixed cost per call {fixed * 1e3:.0f} ms, "
+                  f" (median round {row['median_ratio_to_bare_forward']:.3f}, CPU time "
+                  f"{row['cpu_ratio_to_bare_forward']:.3f}); fixed cost per call {fixed * 1e3:.0f} ms, "
                   f"per batch {per_batch * 1e3:.1f} ms", flush=True)
     return rows
 
@@ -236,8 +239,10 @@ def main():
     parser.add_argument("--json", default=None)
     parser.add_argument("--only", nargs="*", help="run the workloads whose names hold one of these words")
     parser.add_argument("--no-workers", action="store_true", help="skip the msrun 1 vs 2 workers part")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per workload (default 4)")
     args = parser.parse_args()
     scale, batch, rounds = (1 / 32, 16, 1) if args.quick else (1.0, 32, 4)
+    rounds = args.rounds or rounds
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machine)", flush=True)
     print("per-batch costs, each part alone:", flush=True)
     result = dict(components=components(batch, 2 if args.quick else 7))
