@@ -41,9 +41,8 @@ def check_input_form(inputs, name="inputs"):
 def check_finite(values, name):
     """Raise ValueError if the float Tensor `values` holds NaN or Inf (MindSpore's CPU ReLU and
     max-pool would silently drop NaN, giving a normal-looking map)."""
-    finite = _cache.finite_mask(values)
-    if not bool(finite.all()):
-        bad = int(values.size - int(finite.sum()))
+    if not _cache.all_finite(values):
+        bad = int(values.size - int(_cache.finite_mask(values).sum()))
         raise ValueError(f"`{name}` must be finite, got {bad} NaN or Inf value(s) of {values.size}.")
 
 
@@ -250,7 +249,11 @@ def network_dtype(net_fn):
     Cell without float Parameters, or one mixing float dtypes."""
     if not isinstance(net_fn, nn.Cell):
         return None
-    dtypes = {p.dtype for p in net_fn.get_parameters() if p.dtype in _FLOAT_DTYPES}
+    return _cache.cached(net_fn, ("dtype",), lambda: _parameters_dtype(net_fn))
+
+
+def _parameters_dtype(network):
+    dtypes = {p.dtype for p in network.get_parameters() if p.dtype in _FLOAT_DTYPES}
     return dtypes.pop() if len(dtypes) == 1 else None
 
 

@@ -202,6 +202,7 @@ def _checked(kernel, inputs, labels, layer):
     return result
 
 
+@_cache.one_call
 def layer_cam(net, inputs, targets, layer, reshape, cam, output=None):
     """The map `cam(A, dA, (H, W))` of a gradient-based CAM at `layer`, compiled and cached.
 

@@ -70,6 +70,7 @@ def _compiled_saliency(net_fn):
     return _cache.compiled(kernel)
 
 
+@_cache.one_call
 def _explain(net_fn, inputs, targets, rule, name, activations="all", output=None):
     net_fn = _checks.check_explained(net_fn, output, name)
     labels = _checks.check_call(net_fn, inputs, targets, name=name)
@@ -146,6 +147,7 @@ def _compiled_input_x_gradient(net_fn):
     return _cache.compiled(kernel)
 
 
+@_cache.one_call
 def input_x_gradient(net_fn, inputs, targets, *, output=None):
     """Input x Gradient: x * d f(x)[t] / dx, signed per channel, (N, C, H, W).
 

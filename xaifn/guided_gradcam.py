@@ -16,7 +16,7 @@ def _compiled_guided_gradient(view):
     return _cache.compiled(kernel)
 
 
-@_cache.serialised
+@_cache.one_call
 def guided_gradcam(net, inputs, targets, layer="", reshape=None, activations="all", *, output=None):
     """Guided GradCAM at the cell named `layer`: signed, per channel, (N, C, H, W).
 

@@ -79,7 +79,7 @@ def _logits(net_fn):
     return logits
 
 
-@_cache.serialised
+@_cache.one_call
 def integrated_gradients(net_fn, inputs, targets, baselines=0.0, steps=50, method="gausslegendre",
                          chunk=DEFAULT_CHUNK, return_convergence_delta=False, *, output=None):
     """Integrated Gradients, signed per channel: (N, C, H, W), or (N, l, C, H, W) for (N, l) targets.

@@ -23,7 +23,7 @@ def default_window(size):
     return (size // 32, size // 32) if size > 32 else (min(3, size), 1)
 
 
-@_cache.serialised
+@_cache.one_call
 def occlusion(net_fn, activation_fn, inputs, targets, window=None, stride=None, baseline=0.0,
               chunk=DEFAULT_CHUNK, *, output=None):
     """Signed Occlusion saliency (N, l, H, W).

@@ -15,7 +15,7 @@ def probability_fn(net_fn, activation_fn):
     return probabilities
 
 
-@_cache.serialised
+@_cache.one_call
 def rise(net_fn, activation_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK, *, output=None):
     """RISE saliency (N, l, H, W) for targets (N, l) (l = 1 for int, 0-D or 1-D targets).
 

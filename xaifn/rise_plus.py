@@ -48,7 +48,7 @@ def _max_score_kernel(inlier_fn):
     return _cache.compiled(max_score)
 
 
-@_cache.serialised
+@_cache.one_call
 def rise_plus(net_fn, activation_fn, inlier_fn, inputs, targets, masks, chunk=DEFAULT_CHUNK, *,
               output=None):
     """RISEPlus saliency (N, l, H, W); arguments as `xaifn.rise` (`output` too), plus `inlier_fn`.

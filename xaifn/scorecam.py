@@ -64,7 +64,7 @@ _MAP = _cache.compiled(scorecam_map)
 _RESIZED_MAP = _cache.compiled(_resized_scorecam_map)
 
 
-@_cache.serialised
+@_cache.one_call
 def scorecam(net, activation_fn, inputs, targets, layer="", reshape=None, chunk=DEFAULT_CHUNK, resize=True, *,
              output=None):
     """ScoreCAM at the cell named `layer`: (N, l, H, W) for targets (N, l) (l = 1 for int, 0-D

@@ -65,7 +65,7 @@ def _curve(net_fn, activation_fn, inputs, targets, saliency, num_steps, pixels_p
                                        intervals, chunk, reference=reference)
 
 
-@_cache.serialised
+@_cache.one_call
 def deletion_auc(net_fn, activation_fn, inputs, targets, saliency, *, num_steps=None,
                  pixels_per_step=None, reference=0.0, chunk=DEFAULT_CHUNK, return_curve=False):
     """Deletion score 1 - auc / 2 per sample (N,), as the original's "DeletionAUC" (module docstring:
@@ -103,7 +103,7 @@ def deletion_auc(net_fn, activation_fn, inputs, targets, saliency, *, num_steps=
     return (scores, as_tensor(curve)) if return_curve else scores
 
 
-@_cache.serialised
+@_cache.one_call
 def insertion_auc(net_fn, activation_fn, inputs, targets, saliency, *, num_steps=None,
                   pixels_per_step=None, reference=0.0, chunk=DEFAULT_CHUNK, return_curve=False):
     """Insertion score (1 + auc) / 2 per sample (N,), as the original's "InsertionAUC".
@@ -126,7 +126,7 @@ def insertion_auc(net_fn, activation_fn, inputs, targets, saliency, *, num_steps
     return (scores, as_tensor(curve)) if return_curve else scores
 
 
-@_cache.serialised
+@_cache.one_call
 def naive_faithfulness(net_fn, activation_fn, inputs, targets, saliency, *, num_steps=None,
                        pixels_per_step=None, reference=0.0, chunk=DEFAULT_CHUNK, return_curve=False):
     """Naive faithfulness (1 - corr(FI, p)) / 2 per sample (N,), as the original's "NaiveFaithfulness".

@@ -57,7 +57,7 @@ def linear_imputation(image, removed):
     return out.reshape(image.shape)
 
 
-@_cache.serialised
+@_cache.one_call
 def road(net_fn, activation_fn, inputs, targets, saliency, *, fractions=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
          order="morf", noise=0.01, seed=0, chunk=DEFAULT_CHUNK, return_curve=False):
     """ROAD score (N,): the mean over `fractions` of p after removal and imputation (module docstring).
