@@ -37,12 +37,13 @@ def command(where, out, methods="gradient, gradcam", metrics=()):
 
 def test_explain_dataset_and_report_through_the_console_script(folder, tmp_path):
     store = tmp_path / "store"
-    result = run_script(command(folder, store, metrics=("deletion", "insertion")), cwd=tmp_path)
+    result = run_script(command(folder, store, metrics=("deletion", "insertion")) + ["--block-rows", "8"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "data: 1 grayscale image(s): their one channel repeated to 3" in result.stdout
     assert "9 rows in" in result.stdout and "preset demo" in result.stdout
     group = zarr.open_group(str(store), mode="r")
     assert group["done"][:].all() and group["label"][:].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert group["done"].chunks == (8,) and group.attrs["config"]["batch"] == 4   # --block-rows 8, --batch-size 4
     assert group.attrs["class_names"] == ["class0", "class1", "class2"]
     # the maps are those of the loaded network on the folder's images
     net = cli.load_network(f"{folder / 'net.py'}:build", str(folder / "net.ckpt"), {"classes": 3})
@@ -82,6 +83,7 @@ def test_explain_dataset_resumes_and_refuses_other_arguments(folder, tmp_path, c
     (lambda a, w: a.__setitem__(a.index("--data") + 1, str(w / "nothing")), "--data"),
     (lambda a, w: a.extend(["--size", "20"]), "--size 20 20"),
     (lambda a, w: a.extend(["--batch-size", "0"]), "batch_size"),
+    (lambda a, w: a.extend(["--block-rows", "6"]), "`block_rows` must be a multiple of the dataset's batch size 4"),
     (lambda a, w: a.extend(["--methods", "magic"]), "unknown method"),
     (lambda a, w: a.extend(["--metrics", "deletion, pointing_game"]), "unknown metric(s) pointing_game"),
 ])

@@ -303,7 +303,8 @@ def explain_dataset(args):
         net, args.data, methods, args.out, metrics=metrics, targets=args.targets,
         activation=activation_cell(args.activation),
         method_options=options, size=size, mean=mean, std=std,
-        channels=args.channels, batch_size=args.batch_size, config=config, progress=None if not args.quiet else False)
+        channels=args.channels, batch_size=args.batch_size, block_rows=args.block_rows, config=config,
+        progress=None if not args.quiet else False)
     print(f"{summary['rows']} rows in {args.out}" + (f"; accuracy {summary['accuracy']:.3f}"
                                                      if summary["accuracy"] is not None else ""))
     for method, metrics in summary["methods"].items():
@@ -401,7 +402,10 @@ def build_parser():
                            "(xaifn.metrics; deletion and insertion keep their curves) (default none)")
     data.add_argument("--targets", choices=("prediction", "label"), default="prediction",
                       help="class explained: the predicted one (default) or the folder's label")
-    data.add_argument("--batch-size", type=int, default=16, help="images per batch and per store block (default 16)")
+    data.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
+    data.add_argument("--block-rows", type=int, default=None,
+                      help="rows per store block, a multiple of --batch-size: the unit written, resumed and shared "
+                           "out between workers (default: the batches whose maps make about 4 MiB)")
     data.add_argument("--out", default="xaifn-dataset/store", help="the store folder (default xaifn-dataset/store)")
     data.add_argument("--quiet", action="store_true", help="no progress bar")
 
