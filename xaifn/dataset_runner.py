@@ -1,15 +1,16 @@
 """Explaining a whole dataset: `explain_dataset` streams batches through the methods into a store.
 
 The dataset is an image folder or a `mindspore.dataset` pipeline; each batch is explained by every
-method, scored by every metric, and written as one block of rows of the zarr store
-(`xaifn.dataset_store`), so memory does not grow with the dataset. The run is resumable and exact:
-started again with the same arguments it skips the blocks already done and writes the others,
-and the final store equals that of an uninterrupted run, bit for bit.
+method and scored by every metric; the batches of a block (`block_rows` rows, whole batches) are
+written together as one block of rows of the zarr store (`xaifn.dataset_store`) by a writer thread
+while the next block is computed, so memory does not grow with the dataset. The run is resumable
+and exact: started again with the same arguments it skips the blocks already done and writes the
+others, and the final store equals that of an uninterrupted run, bit for bit.
 
 Under `msrun` each worker takes its shard: with S workers, worker s explains blocks b = s, s + S,
-s + 2S, ... (blocks of B rows, B the batch size), so workers write disjoint chunks of the store.
-The summary (mean score per method, metric and class) is reduced across workers with MindSpore's
-`AllReduce` and equals a single-process run exactly (sums are carried as exact partial sums).
+s + 2S, ..., so workers write disjoint chunks of the store. The summary (mean score per method,
+metric and class) is reduced across workers with MindSpore's `AllReduce` and equals a
+single-process run exactly (sums are carried as exact partial sums).
 """
 import collections
 import concurrent.futures
