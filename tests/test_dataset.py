@@ -132,15 +132,91 @@ def test_half_written_block_is_not_complete(reference, tmp_path):
     (dict(metrics={}), "metrics"),
     (dict(net=job.TinyNet(seed=1)), "network"),
     (dict(config={"model": "other"}), "config"),
+    (dict(method_options=dict(num_masks=17, window=3, stride=2)), "method_options"),  # rise reads num_masks
+    (dict(block_rows=8), "block"),
 ])
 def test_store_made_with_other_arguments_is_refused(reference, tmp_path, change, differing):
     store = tmp_path / "store"
     shutil.copytree(reference[0], store)
-    kwargs = dict(metrics={"drop": job.drop}, method_options=dict(num_masks=16, window=3, stride=2), progress=False)
+    kwargs = dict(metrics={"drop": job.drop}, method_options=dict(num_masks=16, window=3, stride=2), progress=False,
+                  block_rows=job.BATCH)
     net = change.pop("net", job.TinyNet())
     kwargs.update(change)
     with pytest.raises(ValueError, match=f"other arguments \\(differing: {differing}\\)"):
         xaifn.explain_dataset(net, job.pipeline(), ["gradient", "occlusion", "rise"], store, **kwargs)
+    assert_same_store(store, reference[0])
+
+
+def test_options_no_chosen_method_reads_do_not_refuse_a_store(tmp_path):
+    store = tmp_path / "store"
+    options = dict(num_masks=16, window=3, stride=2, layer="conv")
+    first = xaifn.explain_dataset(job.TinyNet(), job.pipeline(), ["gradient", "occlusion"], store,
+                                  method_options=options, block_rows=job.BATCH, progress=False)
+    config = zarr.open_group(str(store), mode="r").attrs["config"]
+    assert config["method_options"] == dict(chunk=None, stride=2, window=3)  # occlusion's only
+    # RISE's masks, GradCAM's layer: read by no chosen method, so the store is resumed (nothing to redo)
+    again = xaifn.explain_dataset(job.TinyNet(), job.pipeline(), ["gradient", "occlusion"], store, progress=False,
+                                  method_options=dict(options, num_masks=99, seed=5, layer="other"),
+                                  block_rows=job.BATCH)
+    assert again == first
+    with pytest.raises(ValueError, match="differing: method_options"):  # occlusion reads its window
+        xaifn.explain_dataset(job.TinyNet(), job.pipeline(), ["gradient", "occlusion"], store, progress=False,
+                              method_options=dict(options, window=2), block_rows=job.BATCH)
+
+
+def test_blocks_of_several_batches_store_the_same_values(reference, tmp_path):
+    arrays = contents(reference[0])[0]
+    for block_rows, blocks in ((12, 2), (None, 1)):  # the default: one block for these small maps
+        store = tmp_path / f"store{block_rows}"
+        assert job.run(store, block_rows=block_rows) == reference[1]
+        group = zarr.open_group(str(store), mode="r")
+        assert group["maps/rise"].chunks[0] == job.ROWS // blocks and len(dataset_store.done_blocks(group)) == blocks
+        other = dataset_store.arrays(group)
+        assert sorted(other) == sorted(arrays)
+        for name, values in arrays.items():
+            assert values.tobytes() == other[name].tobytes(), name
+    with pytest.raises(ValueError, match="`block_rows` must be a multiple of the dataset's batch size 4, got 6"):
+        job.run(tmp_path / "bad", block_rows=6)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_failed_write_stops_the_run(tmp_path, monkeypatch):
+    write = dataset_store.write_block
+
+    def failing(group, start, rows, handles=None):
+        if start == 2 * job.BATCH:
+            raise OSError("disk full")
+        write(group, start, rows, handles)
+    monkeypatch.setattr(dataset_store, "write_block", failing)
+    with pytest.raises(OSError, match="disk full"):   # raised in the writer thread, reported by the run
+        xaifn.explain_dataset(job.TinyNet(), job.pipeline(), ["gradient"], tmp_path / "store", block_rows=job.BATCH,
+                              progress=False)
+    done = dataset_store.done_blocks(zarr.open_group(str(tmp_path / "store"), mode="r"))
+    assert done[:2].all() and not done[2] and "summary" not in zarr.open_group(str(tmp_path / "store")).attrs
+
+
+def test_partial_files_of_killed_writers_are_removed(reference, tmp_path):
+    store = tmp_path / "store"
+    shutil.copytree(reference[0], store)
+    group = zarr.open_group(str(store), mode="r+")
+    group["done"][4:8] = False                                     # block 1 as if killed while writing
+    hex32 = "0123456789abcdef" * 2
+    partials = {name: store / name for name in (
+        f"maps/gradient/1.0.0.{hex32}.partial", f"scores/rise/drop/1.{hex32}.partial",   # block 1: shard 1's
+        f"maps/gradient/3.0.0.{hex32}.partial",                                            # block 3: done
+        f"maps/rise/0.0.0.{hex32}.partial", f".zattrs.{hex32}.partial")}                  # shard 0's
+    for path in partials.values():
+        path.write_bytes(b"torn")
+    old_build, live_build = (tmp_path / f".store.{c * 32}.partial" for c in "ab")  # store creation folders
+    for folder, when in ((old_build, time.time() - 3600), (live_build, time.time() + 3600)):
+        folder.mkdir()
+        os.utime(folder, (when, when))
+    job.run(store, num_shards=2, shard_id=1)   # redoes block 1: removes block 1's partials only
+    left = sorted(name for name, path in partials.items() if path.exists())
+    assert left == sorted(list(partials)[2:]) and old_build.exists()
+    job.run(store, num_shards=2, shard_id=0)   # nothing to redo; the run is complete: removes every one
+    assert not any(path.exists() for path in partials.values()) and not list(store.rglob("*.partial"))
+    assert not old_build.exists() and live_build.exists()
     assert_same_store(store, reference[0])
 
 

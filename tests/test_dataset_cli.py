@@ -37,12 +37,13 @@ def command(where, out, methods="gradient, gradcam", metrics=()):
 
 def test_explain_dataset_and_report_through_the_console_script(folder, tmp_path):
     store = tmp_path / "store"
-    result = run_script(command(folder, store, metrics=("deletion", "insertion")), cwd=tmp_path)
+    result = run_script(command(folder, store, metrics=("deletion", "insertion")) + ["--block-rows", "8"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "data: 1 grayscale image(s): their one channel repeated to 3" in result.stdout
     assert "9 rows in" in result.stdout and "preset demo" in result.stdout
     group = zarr.open_group(str(store), mode="r")
     assert group["done"][:].all() and group["label"][:].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert group["done"].chunks == (8,) and group.attrs["config"]["batch"] == 4   # --block-rows 8, --batch-size 4
     assert group.attrs["class_names"] == ["class0", "class1", "class2"]
     # the maps are those of the loaded network on the folder's images
     net = cli.load_network(f"{folder / 'net.py'}:build", str(folder / "net.ckpt"), {"classes": 3})
@@ -64,18 +65,25 @@ def test_explain_dataset_resumes_and_refuses_other_arguments(folder, tmp_path, c
     assert cli.main(command(folder, store, "gradient") + ["--quiet"]) == 0
     first = capsys.readouterr().out
     group = zarr.open_group(str(store), mode="r+")
-    group["done"][4:8] = False                          # as if killed during block 1
+    group["done"][4:8] = False                          # as if killed while writing their block
     assert cli.main(command(folder, store, "gradient") + ["--quiet"]) == 0
     assert capsys.readouterr().out == first and group["done"][:].all()
     assert cli.main(command(folder, store, "gradient, rise")) == 2
     err = capsys.readouterr().err
-    assert "was made with other arguments (differing: methods" in err and "Traceback" not in err
+    assert "was made with other arguments (differing: method_options, methods)" in err and "Traceback" not in err
+    # --masks is read by RISE only: a gradient store is resumed with other masks, a RISE store refused
+    assert cli.main(command(folder, store, "gradient") + ["--quiet", "--masks", "7"]) == 0
+    assert capsys.readouterr().out == first
+    rise = command(folder, tmp_path / "rise", "rise") + ["--quiet", "--masks", "8"]
+    assert cli.main(rise) == 0 and cli.main(rise[:-1] + ["9"]) == 2
+    assert "was made with other arguments (differing: method_options)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("change, message", [
     (lambda a, w: a.__setitem__(a.index("--data") + 1, str(w / "nothing")), "--data"),
     (lambda a, w: a.extend(["--size", "20"]), "--size 20 20"),
     (lambda a, w: a.extend(["--batch-size", "0"]), "batch_size"),
+    (lambda a, w: a.extend(["--block-rows", "6"]), "`block_rows` must be a multiple of the dataset's batch size 4"),
     (lambda a, w: a.extend(["--methods", "magic"]), "unknown method"),
     (lambda a, w: a.extend(["--metrics", "deletion, pointing_game"]), "unknown metric(s) pointing_game"),
 ])

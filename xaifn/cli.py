@@ -7,6 +7,7 @@
 """
 import argparse
 import ast
+import hashlib
 import importlib
 import importlib.util
 import pathlib
@@ -293,13 +294,17 @@ def explain_dataset(args):
     from xaifn.dataset_runner import ImageFiles  # pylint: disable=import-outside-toplevel
     for note in ImageFiles.from_folder(args.data, size, mean, std, args.channels).conversions():
         print(f"{args.data}: {note}")
+    options = method_options(net, methods, args)
     config = dict(model=args.model, model_args=parse_model_args(args.model_arg))
+    if "rise_plus" in methods:  # the OoD head it reads (a function in method_options: not fingerprinted)
+        config["ood_checkpoint"] = hashlib.sha256(pathlib.Path(args.ood_checkpoint).read_bytes()).hexdigest()
     metrics = parse_metrics(args.metrics)
     summary = xaifn.explain_dataset(
         net, args.data, methods, args.out, metrics=metrics, targets=args.targets,
         activation=activation_cell(args.activation),
-        method_options=method_options(net, methods, args), size=size, mean=mean, std=std,
-        channels=args.channels, batch_size=args.batch_size, config=config, progress=None if not args.quiet else False)
+        method_options=options, size=size, mean=mean, std=std,
+        channels=args.channels, batch_size=args.batch_size, block_rows=args.block_rows, config=config,
+        progress=None if not args.quiet else False)
     print(f"{summary['rows']} rows in {args.out}" + (f"; accuracy {summary['accuracy']:.3f}"
                                                      if summary["accuracy"] is not None else ""))
     for method, metrics in summary["methods"].items():
@@ -397,7 +402,10 @@ def build_parser():
                            "(xaifn.metrics; deletion and insertion keep their curves) (default none)")
     data.add_argument("--targets", choices=("prediction", "label"), default="prediction",
                       help="class explained: the predicted one (default) or the folder's label")
-    data.add_argument("--batch-size", type=int, default=16, help="images per batch and per store block (default 16)")
+    data.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
+    data.add_argument("--block-rows", type=int, default=None,
+                      help="rows per store block, a multiple of --batch-size: the unit written, resumed and shared "
+                           "out between workers (default: the batches whose maps make about 4 MiB)")
     data.add_argument("--out", default="xaifn-dataset/store", help="the store folder (default xaifn-dataset/store)")
     data.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -1,15 +1,16 @@
 """Explaining a whole dataset: `explain_dataset` streams batches through the methods into a store.
 
 The dataset is an image folder or a `mindspore.dataset` pipeline; each batch is explained by every
-method, scored by every metric, and written as one block of rows of the zarr store
-(`xaifn.dataset_store`), so memory does not grow with the dataset. The run is resumable and exact:
-started again with the same arguments it skips the blocks already done and writes the others,
-and the final store equals that of an uninterrupted run, bit for bit.
+method and scored by every metric; the batches of a block (`block_rows` rows, whole batches) are
+written together as one block of rows of the zarr store (`xaifn.dataset_store`) by a writer thread
+while the next block is computed, so memory does not grow with the dataset. The run is resumable
+and exact: started again with the same arguments it skips the blocks already done and writes the
+others, and the final store equals that of an uninterrupted run, bit for bit.
 
 Under `msrun` each worker takes its shard: with S workers, worker s explains blocks b = s, s + S,
-s + 2S, ... (blocks of B rows, B the batch size), so workers write disjoint chunks of the store.
-The summary (mean score per method, metric and class) is reduced across workers with MindSpore's
-`AllReduce` and equals a single-process run exactly (sums are carried as exact partial sums).
+s + 2S, ..., so workers write disjoint chunks of the store. The summary (mean score per method,
+metric and class) is reduced across workers with MindSpore's `AllReduce` and equals a
+single-process run exactly (sums are carried as exact partial sums).
 """
 import collections
 import concurrent.futures
@@ -20,6 +21,7 @@ import math
 import os
 import pathlib
 import sys
+import time
 
 import numpy as np
 import mindspore as ms
@@ -39,6 +41,15 @@ METRIC_NAMES = ("deletion", "insertion", "naive_faithfulness", "pointing_game", 
 MASK_METRICS = ("pointing_game", "iosr")
 #: Keys of `method_options` (for methods given by name) and their defaults.
 METHOD_OPTIONS = dict(layer="", num_masks=2000, seed=0, window=None, stride=None, chunk=None, inlier=None)
+_CAMS = ("gradcam", "guided_gradcam", "gradcam_plus_plus", "xgradcam", "layercam", "hirescam", "eigencam", "scorecam")
+#: The keys of `METHOD_OPTIONS` that each named method and metric reads (the others read none).
+#: Only these enter the store's fingerprint: an option that no chosen method reads cannot change
+#: the results, so it does not refuse a store.
+OPTIONS_READ = dict(**{name: ("layer",) for name in _CAMS}, occlusion=("window", "stride", "chunk"),
+                    rise=("num_masks", "seed", "chunk"), rise_plus=("num_masks", "seed", "chunk", "inlier"),
+                    deletion=("chunk",), insertion=("chunk",), naive_faithfulness=("chunk",))
+#: Default size of a block: the whole batches whose maps of one method make about this many bytes.
+BLOCK_BYTES = 4 << 20
 
 
 # ------------------------------------------------------------------------------------------------
@@ -250,12 +261,12 @@ def _check_pipeline(pipeline):
         raise ValueError("`dataset` must not shuffle (shuffle=False): rows are stored in dataset order.")
     if pipeline.is_sharded():
         raise ValueError("`dataset` must not be sharded: explain_dataset shards it itself (num_shards, shard_id).")
-    rows, block = leaf.get_dataset_size(), pipeline.get_batch_size()
-    if pipeline.get_dataset_size() != math.ceil(rows / block):
-        raise ValueError(f"`dataset` must map its {rows} source rows one to one into batches of {block} "
+    rows, batch = leaf.get_dataset_size(), pipeline.get_batch_size()
+    if pipeline.get_dataset_size() != math.ceil(rows / batch):
+        raise ValueError(f"`dataset` must map its {rows} source rows one to one into batches of {batch} "
                          f"(batch(..., drop_remainder=False), no filter or repeat); it gives "
                          f"{pipeline.get_dataset_size()} batches.")
-    return leaf, rows, block
+    return leaf, rows, batch
 
 
 def _columns(batch):
@@ -271,7 +282,8 @@ def _columns(batch):
 
 
 def _resolve_methods(methods, net, activation, options, image_size):
-    """{name: (inputs, targets) -> maps} from names, functions, or a dict of them."""
+    """({name: (inputs, targets) -> maps} from names, functions, or a dict of them, {option: value}
+    of the options that the named ones read (`OPTIONS_READ`, defaults filled in))."""
     if isinstance(methods, dict):
         items = list(methods.items())
     elif isinstance(methods, (list, tuple)) and methods:
@@ -286,7 +298,7 @@ def _resolve_methods(methods, net, activation, options, image_size):
     opts = dict(METHOD_OPTIONS, **options)
     table = demo.explainers(net, activation, opts["inlier"], RiseMasks(opts["seed"], opts["num_masks"], image_size),
                             layer=opts["layer"], window=opts["window"], stride=opts["stride"], chunk=opts["chunk"])
-    resolved = {}
+    resolved, read = {}, set()
     for name, method in items:
         if not _good_name(name):
             raise ValueError(f"`methods`: every method needs a name (no '/', not a lambda; use a dict "
@@ -296,11 +308,12 @@ def _resolve_methods(methods, net, activation, options, image_size):
                 raise ValueError(f"`methods`: unknown method {method!r}; choose from {', '.join(table)}.")
             if method == "rise_plus" and opts["inlier"] is None:
                 raise ValueError("`methods`: rise_plus needs method_options['inlier'] (xaifn.ood.inlier_fn).")
+            read.update(OPTIONS_READ.get(method, ()))
             method = table[method]
         if not callable(method):
             raise TypeError(f"`methods`[{name!r}] must be a method name or a function, got {type(method).__name__}.")
         resolved[name] = method
-    return resolved
+    return resolved, {key: opts[key] for key in sorted(read)}
 
 
 def _good_name(name):
@@ -328,10 +341,11 @@ def named_metric(name, activation, chunk=None):
 
 
 def _resolve_metrics(metrics, activation, chunk, has_masks):
-    """{name: metric}: a metric is a name of `METRIC_NAMES` or a function
-    metric(net, inputs, targets, maps, masks) -> (N,) scores, or a pair ((N,) scores, (N, P) curves)."""
+    """({name: metric}, names of the `METHOD_OPTIONS` that the named ones read): a metric is a name
+    of `METRIC_NAMES` or a function metric(net, inputs, targets, maps, masks) -> (N,) scores, or a
+    pair ((N,) scores, (N, P) curves)."""
     if metrics is None:
-        return {}
+        return {}, set()
     if isinstance(metrics, dict):
         items = list(metrics.items())
     elif isinstance(metrics, (list, tuple)):
@@ -339,9 +353,10 @@ def _resolve_metrics(metrics, activation, chunk, has_masks):
     else:
         raise TypeError(f"`metrics` must be None, a list of metric names or functions, or a dict name -> "
                         f"function, got {metrics!r}.")
-    out = {}
+    out, read = {}, set()
     for name, metric in items:
         if isinstance(metric, str):
+            read.update(OPTIONS_READ.get(metric, ()))
             if metric in MASK_METRICS and not has_masks:
                 raise ValueError(f"`metrics`: {metric} needs ground-truth regions: a dataset of (image, label, "
                                  "mask) batches.")
@@ -350,7 +365,7 @@ def _resolve_metrics(metrics, activation, chunk, has_masks):
             raise TypeError(f"`metrics`: every metric must be a function with a name (no '/', not a lambda; "
                             f"use a dict name -> function), got {name!r}.")
         out[name] = metric
-    return out
+    return out, read
 
 
 def network_digest(net):
@@ -365,7 +380,7 @@ def network_digest(net):
 
 def explain_dataset(net, dataset, methods, store, *, metrics=None, targets="prediction", activation=None,
                     method_options=None, size=None, mean=None, std=None, channels=3, batch_size=16,
-                    config=None, num_shards=None, shard_id=None, progress=None):
+                    block_rows=None, config=None, num_shards=None, shard_id=None, progress=None):
     """Explain every sample of `dataset` with every method into the zarr store at `store`.
 
     Args:
@@ -386,7 +401,13 @@ def explain_dataset(net, dataset, methods, store, *, metrics=None, targets="pred
             `masks` is the dataset's third column or None. Higher scores are taken as better.
         targets: "prediction" (explain the predicted class) or "label".
         activation: logits -> probabilities Cell (default `nn.Softmax()`).
-        config: extra JSON-able facts that determine the results (part of the fingerprint).
+        block_rows: rows per block of the store, a multiple of the batch size: the unit that is
+            written (one file per array), resumed and shared out between workers. Default: the
+            whole batches whose maps of one method make about 4 MiB (`BLOCK_BYTES`; at least one
+            batch). Larger blocks write fewer files; a killed run redoes at most one block per worker.
+        config: extra JSON-able facts that determine the results (part of the fingerprint; the
+            method options enter it only where a chosen method or metric reads them, and functions
+            such as method_options['inlier'] only through what `config` says of them).
         num_shards, shard_id: this worker's shard; default from `mindspore.communication` under
             msrun, else one worker.
         progress: True / False, or None for a tqdm bar only when stderr is a terminal.
@@ -424,38 +445,61 @@ def explain_dataset(net, dataset, methods, store, *, metrics=None, targets="pred
         description, class_names = source.description(dataset), source.class_names
     else:
         pipeline, description, class_names = dataset, None, None
-    leaf, num_rows, block = _check_pipeline(pipeline)
-    first, _, first_masks = _columns(next(_reading(pipeline, range(min(block, num_rows))).create_tuple_iterator(
+    leaf, num_rows, batch = _check_pipeline(pipeline)
+    first, _, first_masks = _columns(next(_reading(pipeline, range(min(batch, num_rows))).create_tuple_iterator(
         num_epochs=1, output_numpy=True)))
-    metric_fns = _resolve_metrics(metrics, activation, (method_options or {}).get("chunk"), first_masks is not None)
+    block = _block_rows(block_rows, batch, first.shape[2:], num_rows)
+    metric_fns, metric_reads = _resolve_metrics(metrics, activation, (method_options or {}).get("chunk"),
+                                                first_masks is not None)
     if description is None:
         description = dict(pipeline=type(pipeline).__name__, source=type(leaf).__name__,
                            first_batch=hashlib.sha256(first.tobytes()).hexdigest())
-    num_classes = _checks.check_output_width(_cache.evaluable(net)(ms.Tensor(first[:1])).shape, "net")
-    fns = _resolve_methods(methods, net, activation, dict(method_options or {}), first.shape[2:])
+    probabilities, known = probability_kernel(net, activation), {}
+    fns, options_read = _resolve_methods(methods, net, activation, dict(method_options or {}), first.shape[2:])
+    options_read.update((key, dict(METHOD_OPTIONS, **(method_options or {}))[key]) for key in metric_reads)
     run_config = dict(format=dataset_store.FORMAT, methods=list(fns), metrics=list(metric_fns), targets=targets,
-                      rows=num_rows, block=block, input=list(first.shape[1:]), network=network_digest(net),
-                      dataset=description, activation=type(activation).__name__,
-                      method_options=_jsonable({k: v for k, v in (method_options or {}).items() if k != "inlier"}),
+                      rows=num_rows, batch=batch, block=block, input=list(first.shape[1:]),
+                      network=network_digest(net), dataset=description, activation=type(activation).__name__,
+                      method_options=_jsonable({k: v for k, v in options_read.items() if k != "inlier"}),
                       picture=dict(mean=_jsonable(mean), std=_jsonable(std)), config=_jsonable(config or {}))
-    layout = dict(num_rows=num_rows, block=block, map_shape=first.shape[2:], methods=list(fns),
-                  metrics=list(metric_fns), num_classes=num_classes, class_names=class_names)
+
+    def layout():  # when the store is created: the first batch's probabilities give the number of classes
+        known[0] = probabilities(ms.Tensor(first)).asnumpy()  # and are used again for that batch
+        return dict(num_rows=num_rows, block=block, map_shape=first.shape[2:], methods=list(fns),
+                    metrics=list(metric_fns), num_classes=_checks.check_output_width(known[0].shape, "net"),
+                    class_names=class_names)
+    started = time.time()
     group = dataset_store.open_store(store, run_config, layout)
     blocks = range(math.ceil(num_rows / block))
     mine = [b for b in blocks if b % workers == rank]
     todo = [b for b, done in zip(mine, dataset_store.done_blocks(group)[mine]) if not done]
     if todo:
-        _run_blocks(pipeline, todo, block, num_rows, group,
-                    dict(probabilities=probability_kernel(net, activation), net=net, methods=fns, metrics=metric_fns,
+        dataset_store.remove_partials(group, todo)  # of this worker's killed writes, about to be redone
+        _run_blocks(pipeline, todo, block, batch, num_rows, group,
+                    dict(probabilities=probabilities, known=known, net=net, methods=fns, metrics=metric_fns,
                          targets=targets, mean=mean, std=std),
                     _progress(progress, sum(min(block, num_rows - b * block) for b in todo), workers, rank))
     if workers > 1 and _communicating():
         summary = summarise(group, mine, workers, rank)
     else:  # one process, or one of several shards run apart: the rows of the store done so far
         summary = summarise(group, [b for b, done in zip(blocks, dataset_store.done_blocks(group)) if done])
-    if rank == 0 and summary["rows"] == num_rows:
+    if rank == 0 and summary["rows"] == num_rows:  # complete: no worker writes any more
+        dataset_store.remove_partials(group)
+        dataset_store.remove_abandoned_builds(store, started)
         group.attrs["summary"] = summary
     return summary
+
+
+def _block_rows(block_rows, batch, map_shape, num_rows):
+    """Rows per block: `block_rows` checked, or the default (see explain_dataset; at most the
+    dataset's batches)."""
+    if block_rows is None:
+        batches = max(1, BLOCK_BYTES // (batch * int(np.prod(map_shape)) * 4))
+        return batch * min(batches, math.ceil(num_rows / batch))
+    _checks.check_positive_int(block_rows, "block_rows")
+    if block_rows % batch:
+        raise ValueError(f"`block_rows` must be a multiple of the dataset's batch size {batch}, got {block_rows}.")
+    return block_rows
 
 
 def _communicating():
@@ -481,27 +525,39 @@ def _reading(pipeline, indices):
     return copied
 
 
-def _run_blocks(pipeline, todo, block, num_rows, group, job, bar):
-    """Explain the blocks `todo` (in order) through a copy of the pipeline reading only them."""
+def _run_blocks(pipeline, todo, block, batch, num_rows, group, job, bar):
+    """Explain the blocks `todo` (in order) through a copy of the pipeline reading only their rows.
+
+    The batches of a block are gathered, then one writer thread turns its inputs into pictures and
+    writes it (its data, then its done flag) while the next block is computed; at most two blocks
+    wait for the writer, and a failed write is raised here, at the latest two blocks later."""
     indices = [i for b in todo for i in range(b * block, min((b + 1) * block, num_rows))]
     batches = _reading(pipeline, indices).create_tuple_iterator(num_epochs=1, output_numpy=True)
     handles, pending = {}, collections.deque()
-    # one writer thread: block b is written while block b + 1 is computed (at most 2 in flight);
-    # each block's done flag is still written after its data, by that same thread
     with bar, concurrent.futures.ThreadPoolExecutor(max_workers=1) as writer:
-        for b, batch in zip(todo, batches):
-            images, labels, masks = _columns(batch)
-            expected = min(block, num_rows - b * block)
-            if len(images) != expected:
-                raise ValueError(f"`dataset` gave a batch of {len(images)} rows where {expected} were expected: "
-                                 "it must map source rows one to one into batches.")
-            rows = explain_batch(images, labels, masks, job)
+        for b in todo:
+            start, stop = b * block, min((b + 1) * block, num_rows)
+            parts = []
+            for row in range(start, stop, batch):
+                columns = next(batches, None)
+                images, labels, masks = _columns(columns) if columns is not None else (np.zeros(0),) * 3
+                if len(images) != min(batch, stop - row):
+                    raise ValueError(f"`dataset` gave a batch of {len(images)} rows where {min(batch, stop - row)} "
+                                     "were expected: it must map source rows one to one into batches.")
+                parts.append((images, explain_batch(images, labels, masks, job, job["known"].pop(row, None))))
+                bar.update(len(images))
             while len(pending) >= 2:
                 pending.popleft().result()
-            pending.append(writer.submit(dataset_store.write_block, group, b * block, rows, handles))
-            bar.update(len(images))
+            pending.append(writer.submit(_write_block, group, start, parts, job, handles))
         while pending:
             pending.popleft().result()
+
+
+def _write_block(group, start, parts, job, handles):
+    """Write the block of (images, rows) batches `parts` at row `start`, with the inputs' pictures."""
+    rows = {name: np.concatenate([r[name] for _, r in parts]) for name in parts[0][1]}
+    rows["picture"] = visual.to_uint8_image(np.concatenate([x for x, _ in parts]), job["mean"], job["std"])
+    dataset_store.write_block(group, start, rows, handles)
 
 
 def probability_kernel(net, activation):
@@ -515,10 +571,11 @@ def probability_kernel(net, activation):
                          lambda: _cache.compiled(probabilities, checked=False))
 
 
-def explain_batch(images, labels, masks, job):
-    """The store rows of one batch: label, target, prediction, probability, picture, maps, scores."""
+def explain_batch(images, labels, masks, job, probabilities=None):
+    """The store rows of one batch: label, target, prediction, probability, maps, scores (the
+    pictures are made by the writer); `probabilities`, when given, those of the images (else computed)."""
     x = ms.Tensor(images)
-    probabilities = job["probabilities"](x).asnumpy()
+    probabilities = job["probabilities"](x).asnumpy() if probabilities is None else probabilities
     prediction = probabilities.argmax(axis=1).astype(np.int64)
     if job["targets"] == "label":
         if (labels < 0).any() or (labels >= probabilities.shape[1]).any():
@@ -528,8 +585,7 @@ def explain_batch(images, labels, masks, job):
     else:
         target = prediction
     rows = {"label": labels, "target": target, "prediction": prediction,
-            "probability": probabilities[np.arange(len(target)), target].astype(np.float32),
-            "picture": visual.to_uint8_image(images, job["mean"], job["std"])}
+            "probability": probabilities[np.arange(len(target)), target].astype(np.float32)}
     target_tensor = ms.Tensor(target.astype(np.int32))
     for name, method in job["methods"].items():
         maps = method(x, target_tensor)

@@ -9,10 +9,10 @@ C++) can read the maps and scores back, lazily and chunk by chunk. `numpy.save` 
 file would need our own locking and recovery; a home-made folder of .npy files would need our own
 atomicity, metadata and readers.
 
-Layout, for N samples in dataset order and blocks of B rows (B = the batch size)::
+Layout, for N samples in dataset order and blocks of R rows (R a multiple of the batch size)::
 
     attrs        format, fingerprint, config (the arguments), methods, metrics, num_classes,
-                 block, class_names, summary (written when the run is complete)
+                 block (R), class_names, summary (written when the run is complete)
     label        int64   (N,)           the dataset's label, -1 where it has none
     target       int64   (N,)           the class explained
     prediction   int64   (N,)           argmax of the network's logits
@@ -23,17 +23,19 @@ Layout, for N samples in dataset order and blocks of B rows (B = the batch size)
     curves/METHOD/METRIC     float64 (N, P)    (metrics that return a curve per sample)
     done         bool    (N,)           written last: a row counts only once its block is done
 
-Every array is chunked by B rows, so one block of B samples is one file per array, written by one
+Every array is chunked by R rows, so one block of R samples is one file per array, written by one
 worker only. The `done` chunk of a block is written after every other array of that block: a
 run killed at any point leaves blocks that are either complete and marked done, or not marked
-and written again, with the same values, when the run is resumed. (A killed writer may leave a
-temporary `*.partial` file beside a chunk; readers never look at it. It is not deleted on resume,
-since another worker's write in flight looks the same.)
+and written again, with the same values, when the run is resumed. A killed writer may leave a
+temporary `*.partial` file beside a chunk (zarr writes each chunk to one, then renames it); readers
+never look at them, and `remove_partials` deletes them: those of its own blocks when a worker
+resumes (no other worker writes them), and every one when the run is complete.
 """
 import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
 import uuid
 
@@ -61,7 +63,7 @@ def open_store(path, config, layout):
             kept in the store, and a store made with another config is refused (ValueError naming
             the arguments that differ), never mixed.
         layout: dict with num_rows, block, map_shape (H, W), methods, metrics, num_classes,
-            class_names.
+            class_names; or a function returning it, called only when the store is created.
     """
     path = pathlib.Path(path)
     digest = fingerprint(config)
@@ -78,7 +80,7 @@ def open_store(path, config, layout):
     if path.is_dir():
         path.rmdir()
     path.parent.mkdir(parents=True, exist_ok=True)
-    return _create(path, config, digest, layout)
+    return _create(path, config, digest, layout() if callable(layout) else layout)
 
 
 def _create(path, config, digest, layout):
@@ -142,6 +144,48 @@ def _require_curve(group, name, length):
                              fill_value=np.nan)
     except zarr.errors.ContainsArrayError:  # another worker created it first: same metadata
         pass
+
+
+#: A temporary file of zarr's DirectoryStore: "<chunk key or .zarray/.zattrs/.zgroup>.<uuid4 hex>.partial".
+_PARTIAL = re.compile(r"(?P<key>\d+(?:\.\d+)*|\.zarray|\.zattrs|\.zgroup)\.[0-9a-f]{32}\.partial")
+
+
+def remove_partials(group, blocks=None):
+    """Delete the temporary `*.partial` files that killed writers left in the store; returns how many.
+
+    With `blocks`, only the chunk files of those blocks (the caller's own blocks, about to be
+    written again: no other worker writes them); without, every one (call it only when no worker
+    writes any more, i.e. once every block is done).
+    """
+    keep = None if blocks is None else {int(b) for b in blocks}
+    removed = 0
+    for folder, _, files in os.walk(group.store.path):
+        for name in files:
+            match = _PARTIAL.fullmatch(name)
+            if not match or (keep is not None and (match["key"].startswith(".")
+                                                   or int(match["key"].split(".")[0]) not in keep)):
+                continue
+            try:
+                os.remove(os.path.join(folder, name))
+                removed += 1
+            except FileNotFoundError:  # removed meanwhile by its writer (zarr's own clean-up)
+                pass
+    return removed
+
+
+def remove_abandoned_builds(path, before):
+    """Delete the temporary folders beside the store `path` in which a killed worker was building
+    the store (see `_create`), last modified before the time `before` (a `time.time()`); returns how
+    many. A worker building one now would have been at it since `before`: pass the start of a run
+    that has since created or opened the store."""
+    path = pathlib.Path(path)
+    pattern = re.compile(re.escape(f".{path.name}.") + r"[0-9a-f]{32}\.partial")
+    removed = 0
+    for folder in path.parent.iterdir():
+        if pattern.fullmatch(folder.name) and folder.is_dir() and folder.stat().st_mtime < before:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def done_blocks(group):

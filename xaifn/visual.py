@@ -258,21 +258,22 @@ def to_uint8_image(images, mean=None, std=None):
     if array.ndim != 4 or array.shape[1] not in (1, 3):
         raise ValueError(f"`images` must have shape (N, C, H, W) with C = 1 or 3, got shape {array.shape}.")
     channels = array.shape[1]
-    values = array.astype(np.float64)
+    values = array.astype(np.float64)  # a copy: the steps below work in place (one pass each)
     std_v, mean_v = _channel_vector(std, channels, "std"), _channel_vector(mean, channels, "mean")
     if std_v is not None:
         if np.any(std_v == 0):
             raise ValueError(f"`std` must be non-zero, got {std!r}.")
-        values = values * std_v
+        values *= std_v
     if mean_v is not None:
-        values = values + mean_v
+        values += mean_v
     low = values.min(axis=(1, 2, 3), keepdims=True)
     high = values.max(axis=(1, 2, 3), keepdims=True)
     in_unit = (low >= 0) & (high <= 1)
-    span = high - low
-    stretched = np.divide(values - low, span, out=np.zeros_like(values), where=span > 0)
-    unit = np.where(in_unit, values, stretched)
-    pixels = np.rint(unit * 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    # kept images: (x - 0) / 1; stretched ones: (x - low) / span; constant ones: (x - low) / 1 = 0
+    values -= np.where(in_unit, 0.0, low)
+    values /= np.where(in_unit | (high == low), 1.0, high - low)
+    values *= 255
+    pixels = np.rint(values, out=values).astype(np.uint8).transpose(0, 2, 3, 1)
     return np.repeat(pixels, 3, axis=-1) if channels == 1 else pixels
 
 
