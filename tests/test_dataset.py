@@ -91,15 +91,16 @@ def test_resumed_after_sigkill_equals_uninterrupted_run(reference, tmp_path):
     seen = []
     for kill in range(3):
         before = done_blocks(store)
+        latest = kill + 2   # kill no later than when this many blocks are done: blocks are left to resume
         proc = subprocess.Popen([sys.executable, str(JOB), str(store), "--slow"], env=subprocess_env(),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         if kill == 0:  # anywhere: importing, creating the store, or in a block
-            time.sleep(rng.uniform(0.5, 6.0))
+            wait_until(store, proc, latest, time.monotonic() + rng.uniform(0.5, 6.0))
         else:          # once a new block is done, at a random point of the next ones
             while done_blocks(store) <= before and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0.0, 0.6))
+                time.sleep(0.02)
+            wait_until(store, proc, latest, time.monotonic() + rng.uniform(0.0, 0.6))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         seen.append(done_blocks(store))
@@ -108,6 +109,13 @@ def test_resumed_after_sigkill_equals_uninterrupted_run(reference, tmp_path):
                             text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_same_store(store, reference[0])
+
+
+def wait_until(store, proc, latest, when):
+    """Sleep until `when`, or until `latest` blocks are done or the process ended (polled every
+    20 ms; a slow batch sleeps 250 ms, so the kill lands before another block is written)."""
+    while time.monotonic() < when and done_blocks(store) < latest and proc.poll() is None:
+        time.sleep(0.02)
 
 
 def done_blocks(store):
