@@ -12,7 +12,8 @@ A layer is a cell that owns trainable Parameters; "from the top" is the reverse 
 which `cells_and_names()` lists them (the order of definition), unless `layers` names them. Each
 Parameter of layer l is redrawn from a normal distribution with the mean and standard deviation
 of its own trained values (a constant Parameter, e.g. an all-zero bias, stays as it is), from
-`np.random.default_rng([seed, l])`, so both modes draw the same values for a layer.
+`np.random.default_rng([seed, l])` (in float32, or float64 for float64 Parameters), so both modes
+draw the same values for a layer.
 
 Similarity of each randomised map to the original one, per sample, as the paper measures it:
 Spearman rank correlation of the maps and of their absolute values (ties get their average rank),
@@ -173,10 +174,18 @@ def model_randomization(explain_fn_of_net, net, inputs, targets, *, mode="cascad
                 ops.assign(p, ms.Tensor(trained[id(p)]))
         rng = np.random.default_rng([seed, index])
         for p in params:
-            value = trained[id(p)]
-            ops.assign(p, ms.Tensor(rng.normal(value.mean(), value.std(), value.shape).astype(value.dtype)))
+            ops.assign(p, ms.Tensor(_redrawn(rng, trained[id(p)])))
         columns.append(maps())
     return _similarities(tuple(name for name, _ in order), original, np.stack(columns, 1))
+
+
+def _redrawn(rng, value):
+    """Normal values with the mean and standard deviation of `value`, its shape and dtype; drawn
+    in float32 (float64 for a float64 value): a ResNet's 2.4 M-value layer in ~12 ms, not ~30."""
+    draw = rng.standard_normal(value.shape, dtype=np.float64 if value.dtype == np.float64 else np.float32)
+    draw *= value.std(dtype=np.float64)
+    draw += value.mean(dtype=np.float64)
+    return draw.astype(value.dtype, copy=False)
 
 
 def _similarities(names, original, randomised):

@@ -13,7 +13,7 @@ from xaifn import _cache, _checks
 from xaifn.metrics._common import as_tensor, row_pearson
 
 
-@_cache.serialised
+@_cache.one_call
 def class_sensitivity(explain_fn, net_fn, inputs):
     """(1 - corr(S_max, S_min)) / 2 per sample (N,), see the module docstring.
 
