@@ -77,3 +77,19 @@ def test_tensor_samples_are_cut_and_handed_on_as_tensors():
     out = blocked(step, (x,), (np.ones(3),), 2)           # blocks of 2 samples, one copy each
     assert seen == [ms.Tensor] * 9
     np.testing.assert_array_equal(out, np.repeat(np.arange(5.0)[:, None], 3, 1))
+
+
+def test_copy_rows_keep_their_precision():
+    """Integer copy rows (ScoreCAM's channel indices) stay exact integers in a float16 or bfloat16
+    run (float16 holds integers exactly only up to 2048, bfloat16 up to 256); real rows of a
+    float64 run stay float64 (IG's quadrature weights, SmoothGrad's noise)."""
+    from xaifn._chunked import _copy_tensor  # pylint: disable=import-outside-toplevel
+    channels = np.arange(2040, 2060)
+    for dtype in (ms.float16, ms.bfloat16, ms.float32):
+        rows = _copy_tensor(channels, dtype)
+        assert rows.dtype == ms.int32
+        np.testing.assert_array_equal(rows.asnumpy(), channels)
+    weights = np.random.default_rng(0).random(50)
+    np.testing.assert_array_equal(_copy_tensor(weights, ms.float64).asnumpy(), weights)
+    assert _copy_tensor(weights, ms.float16).dtype == ms.float16
+    np.testing.assert_array_equal(_copy_tensor(np.array([True, False]), ms.float32).asnumpy(), [1.0, 0.0])

@@ -9,7 +9,7 @@ import numpy as np
 import mindspore as ms
 import pytest
 from hypothesis import given, settings, strategies as st
-from mindspore import nn
+from mindspore import nn, ops
 
 import xaifn
 from xaifn.integrated_gradients import METHODS
@@ -90,6 +90,22 @@ def test_linear_model_is_exact_for_every_rule(linear, method, seed, targets):
         assert got.shape == x.shape and got.dtype == ms.float32, name
         assert_close(got, expected, rtol=2e-6)
         assert np.abs(delta.asnumpy()).max() < 1e-5 * max(1.0, np.abs(expected).sum(axis=(1, 2, 3)).max())
+
+
+def test_float64_run_is_exact_to_float64_rounding(linear):
+    """A float64 linear function: the quadrature weights are used in float64, so completeness
+    holds to float64 rounding at any step count (float32 weights sum to 1 only within ~1e-9)."""
+    _, w, _ = linear
+    weights = ms.Tensor(w.T, ms.float64)
+
+    def f(x):
+        return ops.matmul(x.reshape(x.shape[0], -1), weights)
+    x = ms.Tensor(normal(5, (2, 2, 3, 4)).astype(np.float64))
+    for steps in (7, 50, 300):
+        got, delta = xaifn.integrated_gradients(f, x, [0, 2], steps=steps, return_convergence_delta=True)
+        assert got.dtype == ms.float64
+        assert np.abs(delta.asnumpy()).max() < 1e-12, steps
+        assert_close(got, x.asnumpy() * w[[0, 2]].reshape(2, 2, 3, 4), rtol=1e-12)
 
 
 def test_several_targets_share_the_work_and_equal_separate_calls(linear):

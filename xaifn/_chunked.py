@@ -264,7 +264,7 @@ def perturbation_sums(build_score, inputs, labels, masks, chunk, cache_key, *, k
 
     def call(where, part, copy_rows, total):  # pylint: disable=unused-argument
         x, lab, a = part
-        chunk_masks = ms.Tensor(np.asarray(copy_rows[0], np.float32), dtype)
+        chunk_masks = _copy_tensor(copy_rows[0], dtype)
         acc = ms.Tensor(np.zeros((x.shape[0], num_targets, height * width), sums)) if total is None else total[0]
         if build_aux is None:
             return step(acc, x, lab, chunk_masks, base, ms.Tensor(np.repeat(a, chunk_masks.shape[0], 0), dtype))[:1]
@@ -398,10 +398,21 @@ def path_gradient_sum(net_fn, inputs, baselines, labels, alphas, weights):
     return weighted.reshape((b, labels.shape[1]) + tuple(inputs.shape[1:]))
 
 
+def _copy_tensor(rows, dtype):
+    """A block of per-copy rows as a Tensor: integer rows (ScoreCAM's channel indices) as int32,
+    exact whatever `dtype` (float16 holds integers exactly only up to 2048, bfloat16 up to 256);
+    real rows in `dtype`, through float64 for a float64 run (no float32 rounding of its
+    quadrature weights or noise)."""
+    rows = np.asarray(rows)
+    if np.issubdtype(rows.dtype, np.integer):
+        return ms.Tensor(rows.astype(np.int32))
+    return ms.Tensor(rows.astype(np.float64 if dtype == ms.float64 else np.float32), dtype)
+
+
 def _copy_totals(step, samples, copies, chunk, dtype):
     """`copy_sums`, as host arrays."""
     def call(where, part, copy_rows, total):  # pylint: disable=unused-argument
-        sums = step(*part, *(ms.Tensor(np.asarray(c, np.float32), dtype) for c in copy_rows))
+        sums = step(*part, *(_copy_tensor(c, dtype) for c in copy_rows))
         # read each step's sums (waiting for it): a step launched while the previous one still runs
         # competes with it for the cores (CPU: two back-to-back steps 1.4x slower than in turn)
         sums = tuple(s.asnumpy() for s in sums)
