@@ -258,21 +258,23 @@ def to_uint8_image(images, mean=None, std=None):
     if array.ndim != 4 or array.shape[1] not in (1, 3):
         raise ValueError(f"`images` must have shape (N, C, H, W) with C = 1 or 3, got shape {array.shape}.")
     channels = array.shape[1]
-    values = array.astype(np.float64)  # a copy: the steps below work in place (one pass each)
+    # float64 images in float64, any other in float32 (3x less CPU than float64 for a batch of
+    # pictures; a pixel may round to the next level); a copy: the steps below work in place
+    precision = np.float64 if array.dtype == np.float64 else np.float32
+    values = array.astype(precision)
     std_v, mean_v = _channel_vector(std, channels, "std"), _channel_vector(mean, channels, "mean")
     if std_v is not None:
         if np.any(std_v == 0):
             raise ValueError(f"`std` must be non-zero, got {std!r}.")
-        values *= std_v
+        values *= std_v.astype(precision)
     if mean_v is not None:
-        values += mean_v
+        values += mean_v.astype(precision)
     low = values.min(axis=(1, 2, 3), keepdims=True)
     high = values.max(axis=(1, 2, 3), keepdims=True)
     in_unit = (low >= 0) & (high <= 1)
-    # kept images: (x - 0) / 1; stretched ones: (x - low) / span; constant ones: (x - low) / 1 = 0
-    values -= np.where(in_unit, 0.0, low)
-    values /= np.where(in_unit | (high == low), 1.0, high - low)
-    values *= 255
+    # kept images: 255 (x - 0); stretched ones: 255 (x - low) / span; constant ones: 255 (x - low) = 0
+    values -= np.where(in_unit, 0, low).astype(precision)
+    values *= np.where(in_unit | (high == low), 255, 255 / np.where(high == low, 1, high - low)).astype(precision)
     pixels = np.rint(values, out=values).astype(np.uint8).transpose(0, 2, 3, 1)
     return np.repeat(pixels, 3, axis=-1) if channels == 1 else pixels
 
