@@ -124,7 +124,17 @@ def test_methods_with_spaces_and_duplicates():
         cli.parse_methods("gradient, magic")
 
 
+def test_library_argument_names_are_given_as_options():
+    message = "`num_masks` must be a positive int, got 0; `layer` 'conv9' is not a cell; `seed` ..."
+    assert cli.in_flags(message, "explain") == "--masks must be a positive int, got 0; --layer 'conv9' is not a cell; `seed` ..."
+    assert cli.in_flags("`store` 'x' was made with other arguments", "explain-dataset") == \
+        "--out 'x' was made with other arguments"
+    assert cli.in_flags("`store` 'x' does not exist.", "report") == "`store` 'x' does not exist."
+
+
 def test_presets_and_overrides():
+    with pytest.raises(ValueError, match="at most 16384"):
+        cli.preprocessing("demo", [1000000], None, None, 3)
     size, mean, std, text = cli.preprocessing("imagenet", [64, 48], None, [0.5], 3)
     assert size == (64, 48) and mean == (0.485, 0.456, 0.406) and std == (0.5,)
     assert "resize to 64 x 48" in text and "preset imagenet" in text

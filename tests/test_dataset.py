@@ -330,6 +330,23 @@ def test_report_of_a_store_with_metrics(reference, tmp_path):
         assert image.height > 2 * dataset_report_cell()
 
 
+def test_report_ranks_a_lower_is_better_metric_ascending(tmp_path):
+    def loss(net, x, t, maps, masks):  # pylint: disable=unused-argument
+        return maps.reshape(len(maps), -1).max(axis=1)
+    loss.lower_is_better = True
+    store = tmp_path / "store"
+    xaifn.explain_dataset(job.TinyNet(), job.pipeline(), ["gradient"], store, metrics={"peak": loss, "drop": job.drop},
+                          progress=False)
+    assert zarr.open_group(str(store), mode="r").attrs["lower_is_better"] == ["peak"]
+    from xaifn.dataset_report import best_first, write_report
+    text = write_report(store, tmp_path / "report")[1].read_text()
+    assert "Ranked by peak (lower is better)." in text and "| method | peak (lower is better) | drop (higher is better) |" in text
+    scores = np.array([0.3, np.nan, 0.1, 0.3, 0.2])
+    assert best_first(scores, True) == [2, 4, 0, 3] and best_first(scores, False) == [0, 3, 4, 2]
+    assert dataset_runner.lower_is_better(dataset_runner.named_metric("deletion", None))
+    assert not dataset_runner.lower_is_better(dataset_runner.named_metric("insertion", None))
+
+
 def dataset_report_cell():
     from xaifn.dataset_report import GALLERY_CELL
     return GALLERY_CELL

@@ -98,3 +98,5 @@ def test_explain_dataset_errors_are_one_clear_line(folder, tmp_path, capsys, cha
 def test_report_of_a_missing_store(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path)]) == 2
     assert "is not an xaifn dataset store" in capsys.readouterr().err
+    assert cli.main(["report", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -434,6 +434,15 @@ def test_errors_before_any_work(linear):
         metrics.model_randomization(lambda n: functools.partial(xaifn.gradient, n), net, x, 0, mode="all")
     with pytest.raises(ValueError, match="layers"):
         metrics.model_randomization(lambda n: functools.partial(xaifn.gradient, n), net, x, 0, layers=["fc9"])
+    with pytest.raises(ValueError, match="`layers` names \\['fc'\\] more than once"):
+        metrics.model_randomization(lambda n: functools.partial(xaifn.gradient, n), net, x, 0, layers=["fc", "fc"])
+    with pytest.raises(ValueError, match="at least one"):
+        metrics.model_randomization(lambda n: functools.partial(xaifn.gradient, n), net, x, 0, layers=[])
+    with pytest.raises(TypeError, match="`explain_fn_of_net` must be a function net -> explain_fn"):
+        metrics.model_randomization(functools.partial(xaifn.gradient, net), net, x, 0)
+    for metric in (metrics.deletion_auc, metrics.insertion_auc, metrics.naive_faithfulness, metrics.road):
+        with pytest.raises(TypeError, match="`return_curve` must be a bool"):
+            metric(net, SOFTMAX, x, 0, good, return_curve="no")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         metrics.pointing_game(good, good)

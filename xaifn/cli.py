@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import importlib.util
 import pathlib
+import re
 import sys
 
 import numpy as np
@@ -19,6 +20,11 @@ from xaifn.demo import METHODS
 
 #: Errors reported as one line and exit status 2, without a traceback.
 _USER_ERRORS = (FileNotFoundError, ImportError, AttributeError, TypeError, ValueError, RuntimeError)
+#: The options behind the library's argument names, as errors of `explain` and `explain-dataset` name them.
+_FLAGS = {"num_masks": "--masks", "window": "--window", "stride": "--stride", "layer": "--layer",
+          "dataset": "--data", "store": "--out", "batch_size": "--batch-size", "block_rows": "--block-rows"}
+#: The largest image side --size accepts (a resize beyond it would not fit in memory).
+MAX_SIDE = 16384
 
 #: Names accepted by --methods (the demo's table of methods).
 METHOD_NAMES = METHODS
@@ -127,8 +133,8 @@ def check_input_shape(net, shape):
     except Exception as error:  # MindSpore raises RuntimeError, ValueError, TypeError for shapes
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"--size {height} {width} with --channels {channels}: the network cannot run on "
-                         f"inputs of shape (N, {channels}, {height}, {width}) ({first}). Give the size it "
-                         "was trained on, e.g. --preset imagenet for 224 x 224.") from None
+                         f"inputs of shape (N, {channels}, {height}, {width}) ({first}). Give the size and the "
+                         "channels it was trained on, e.g. --preset imagenet for 224 x 224.") from None
     if not hasattr(out, "shape") or len(out.shape) != 2:
         raise ValueError(f"--model: the network must return logits (N, L), got "
                          f"{getattr(out, 'shape', type(out).__name__)}.")
@@ -145,8 +151,9 @@ def preprocessing(preset, size, mean, std, channels):
     size = base["size"] if size is None else tuple(size)
     mean = base["mean"] if mean is None else tuple(mean)
     std = base["std"] if std is None else tuple(std)
-    if len(size) not in (1, 2) or min(size) < 1:
-        raise ValueError(f"--size must be one or two positive ints (H [W]), got {' '.join(map(str, size))}.")
+    if len(size) not in (1, 2) or min(size) < 1 or max(size) > MAX_SIDE:
+        raise ValueError(f"--size must be one or two positive ints (H [W]) of at most {MAX_SIDE}, got "
+                         f"{' '.join(map(str, size))}.")
     size = (size[0], size[-1])
     for values, name in ((mean, "--mean"), (std, "--std")):
         if len(values) not in (1, channels):
@@ -339,7 +346,8 @@ def _add_network_options(parser):
                             f"{name} {v['size'][0]}x{v['size'][1]} mean {v['mean']} std {v['std']}"
                             for name, v in PRESETS.items()) + " (default demo)")
     parser.add_argument("--size", type=int, nargs="+", default=None, metavar=("H", "W"),
-                        help="resize to H [W] (overrides the preset)")
+                        help="resize to H [W] (overrides the preset; give the images before such "
+                             "options, or end the options with --)")
     parser.add_argument("--mean", type=float, nargs="+", default=None, help="per-channel mean (overrides the preset)")
     parser.add_argument("--std", type=float, nargs="+", default=None, help="per-channel std (overrides the preset)")
     parser.add_argument("--device", choices=("CPU", "GPU", "Ascend"), default=None,
@@ -430,5 +438,13 @@ def main(argv=None):
             return 0
         return {"explain": explain, "explain-dataset": explain_dataset, "report": report}[args.command](args)
     except _USER_ERRORS as error:
-        print(f"xaifn {args.command}: error: {error}", file=sys.stderr)
+        print(f"xaifn {args.command}: error: {in_flags(str(error), args.command)}", file=sys.stderr)
         return 2
+
+
+def in_flags(message, command):
+    """An error message of the library with its argument names (`num_masks`) given as the options
+    of `command` that set them (--masks)."""
+    if command not in ("explain", "explain-dataset"):
+        return message
+    return re.sub(r"`(\w+)`", lambda m: _FLAGS.get(m.group(1), m.group(0)), message)

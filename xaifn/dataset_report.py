@@ -6,9 +6,9 @@
 * per-method score table: the mean of each metric (over finite scores) and how many rows count;
 * per-class breakdown: the mean of each metric per class explained;
 * mean deletion / insertion (or any metric's) curves per method, where the metrics gave curves;
-* a gallery per method of the best and the worst explained images (highest and lowest score of
-  the first metric; higher is better, as for every metric of `xaifn.metrics`), each overlay
-  captioned with its row and score; without metrics, the first rows.
+* a gallery per method of the best and the worst explained images by the first metric (higher is
+  better, except for the metrics the store lists as lower-is-better: the original's deletion
+  score), each overlay captioned with its row and score; without metrics, the first rows.
 """
 import html
 import pathlib
@@ -26,6 +26,8 @@ def write_report(store, output, gallery=4):
     """Write report.html and report.md (and their pictures) for `store` into `output`; return
     the two paths."""
     path = pathlib.Path(store)
+    if not path.exists():
+        raise FileNotFoundError(f"`store` {str(store)!r} does not exist.")
     if not (path / ".zgroup").is_file():
         raise FileNotFoundError(f"`store` {str(store)!r} is not an xaifn dataset store (no .zgroup).")
     if isinstance(gallery, bool) or not isinstance(gallery, int) or gallery < 1:
@@ -74,12 +76,29 @@ def _mean(values):
     return (f"{finite.mean():.4f}" if len(finite) else "-"), len(finite)
 
 
+def _lower_is_better(attrs, metric):
+    """Whether smaller scores of `metric` are better (stores written before the store recorded it:
+    the named deletion metric)."""
+    return metric in attrs.get("lower_is_better", ["deletion"])
+
+
+def best_first(scores, lower_is_better):
+    """Indices of the finite `scores`, best first (ties in row order)."""
+    order = np.argsort(scores if lower_is_better else -scores, kind="stable")
+    return [int(i) for i in order if np.isfinite(scores[i])]
+
+
+def _heading(attrs, metric):
+    return f"{metric} ({'lower' if _lower_is_better(attrs, metric) else 'higher'} is better)"
+
+
 def _score_table(group, attrs, done):
     rows = []
     for method in attrs["methods"]:
         cells = [_mean(_scores(group, method, metric, done)) for metric in attrs["metrics"]]
         rows.append([method] + [f"{m} ({n})" for m, n in cells])
-    return "Scores per method (mean over rows, count)", [("table", ["method"] + attrs["metrics"], rows)]
+    header = ["method"] + [_heading(attrs, metric) for metric in attrs["metrics"]]
+    return "Scores per method (mean over rows, count)", [("table", header, rows)]
 
 
 def _class_name(attrs, c):
@@ -95,7 +114,7 @@ def _class_table(group, attrs, done):
         rows = [[_class_name(attrs, c), str(int(((target == c) & done).sum()))]
                 + [_mean(_scores(group, m, metric, done)[target == c])[0] for m in attrs["methods"]]
                 for c in classes]
-        blocks.append(("text", f"{metric}, per class explained:"))
+        blocks.append(("text", f"{_heading(attrs, metric)}, per class explained:"))
         blocks.append(("table", ["class", "rows"] + attrs["methods"], rows))
     return "Scores per class", blocks
 
@@ -125,14 +144,14 @@ def _cell(picture, saliency, caption):
 def _gallery(group, attrs, done, out, count):
     rows_done = np.flatnonzero(done)
     metric = attrs["metrics"][0] if attrs["metrics"] else None
-    blocks = [("text", f"Ranked by {metric} (higher is better)." if metric else
+    blocks = [("text", f"Ranked by {_heading(attrs, metric)}." if metric else
                "No metrics in this store: the first rows.")]
     pictures = group["picture"]
     for method in attrs["methods"]:
         maps = group[f"maps/{method}"]
         if metric:
             scores = _scores(group, method, metric, done)
-            ranked = [i for i in np.argsort(-scores, kind="stable") if np.isfinite(scores[i])]
+            ranked = best_first(scores, _lower_is_better(attrs, metric))
             lines = [("best", ranked[:count]), ("worst", ranked[::-1][:count])]
         else:
             scores, lines = None, [("first", rows_done[:count])]

@@ -39,6 +39,9 @@ _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 #: Metrics given by name (`xaifn.metrics` with their defaults); the last two need the dataset's masks.
 METRIC_NAMES = ("deletion", "insertion", "naive_faithfulness", "pointing_game", "iosr")
 MASK_METRICS = ("pointing_game", "iosr")
+#: Named metrics whose smaller scores are better: the original's deletion score 1 - auc / 2 falls
+#: as a map finds the evidence faster (`xaifn.metrics.faithfulness`).
+LOWER_IS_BETTER = ("deletion",)
 #: Keys of `method_options` (for methods given by name) and their defaults.
 METHOD_OPTIONS = dict(layer="", num_masks=2000, seed=0, window=None, stride=None, chunk=None, inlier=None)
 _CAMS = ("gradcam", "guided_gradcam", "gradcam_plus_plus", "xgradcam", "layercam", "hirescam", "eigencam", "scorecam")
@@ -337,7 +340,15 @@ def named_metric(name, activation, chunk=None):
     if name not in table:
         raise ValueError(f"`metrics`: unknown metric {name!r}; choose from {', '.join(METRIC_NAMES)}, or give "
                          "a function.")
-    return table[name]
+    metric = table[name]
+    metric.lower_is_better = name in LOWER_IS_BETTER
+    return metric
+
+
+def lower_is_better(metric):
+    """Whether smaller scores of the runner metric `metric` are better: its `lower_is_better`
+    attribute (False when absent: higher is better)."""
+    return bool(getattr(metric, "lower_is_better", False))
 
 
 def _resolve_metrics(metrics, activation, chunk, has_masks):
@@ -398,7 +409,8 @@ def explain_dataset(net, dataset, methods, store, *, metrics=None, targets="pred
             naive_faithfulness from `xaifn.metrics` with the activation and chunk above; pointing_game,
             iosr against the dataset's masks) or functions, or a dict name -> name or function
             metric(net, inputs, targets, maps, masks) -> (N,) scores, or (scores, (N, P) curves);
-            `masks` is the dataset's third column or None. Higher scores are taken as better.
+            `masks` is the dataset's third column or None. Higher scores are taken as better (the
+            report's ranking) unless the function has ``lower_is_better = True``, as "deletion" has.
         targets: "prediction" (explain the predicted class) or "label".
         activation: logits -> probabilities Cell (default `nn.Softmax()`).
         block_rows: rows per block of the store, a multiple of the batch size: the unit that is
@@ -467,6 +479,7 @@ def explain_dataset(net, dataset, methods, store, *, metrics=None, targets="pred
         known[0] = probabilities(ms.Tensor(first)).asnumpy()  # and are used again for that batch
         return dict(num_rows=num_rows, block=block, map_shape=first.shape[2:], methods=list(fns),
                     metrics=list(metric_fns), num_classes=_checks.check_output_width(known[0].shape, "net"),
+                    lower_is_better=[name for name, fn in metric_fns.items() if lower_is_better(fn)],
                     class_names=class_names)
     started = time.time()
     group = dataset_store.open_store(store, run_config, layout)
@@ -475,10 +488,12 @@ def explain_dataset(net, dataset, methods, store, *, metrics=None, targets="pred
     todo = [b for b, done in zip(mine, dataset_store.done_blocks(group)[mine]) if not done]
     if todo:
         dataset_store.remove_partials(group, todo)  # of this worker's killed writes, about to be redone
+        def rows_of(some):
+            return sum(min(block, num_rows - b * block) for b in some)
         _run_blocks(pipeline, todo, block, batch, num_rows, group,
                     dict(probabilities=probabilities, known=known, net=net, methods=fns, metrics=metric_fns,
                          targets=targets, mean=mean, std=std),
-                    _progress(progress, sum(min(block, num_rows - b * block) for b in todo), workers, rank))
+                    _progress(progress, rows_of(mine), rows_of(mine) - rows_of(todo), workers, rank))
     if workers > 1 and _communicating():
         summary = summarise(group, mine, workers, rank)
     else:  # one process, or one of several shards run apart: the rows of the store done so far
@@ -511,10 +526,13 @@ def _jsonable(value):
     return json.loads(json.dumps(value, default=repr))
 
 
-def _progress(progress, total, workers, rank):
+def _progress(progress, total, done, workers, rank):
+    """The bar of this worker's `total` rows, `done` of them by an earlier, interrupted run."""
     show = sys.stderr.isatty() if progress is None else bool(progress)
     where = f" (worker {rank + 1}/{workers})" if workers > 1 else ""
-    return tqdm(total=total, unit="img", desc=f"explaining{where}", disable=not show, dynamic_ncols=True)
+    resumed = f", resumed: {done} rows were done" if done else ""
+    return tqdm(total=total, initial=done, unit="img", desc=f"explaining{where}{resumed}", disable=not show,
+                dynamic_ncols=True)
 
 
 def _reading(pipeline, indices):

@@ -112,7 +112,7 @@ def _build(group, config, digest, layout):
     group.create_dataset("done", shape=(rows,), chunks=(block,), dtype=bool, fill_value=False)
     group.attrs.update(format=FORMAT, fingerprint=digest, config=config, methods=list(layout["methods"]),
                        metrics=list(layout["metrics"]), num_classes=layout["num_classes"], block=block,
-                       class_names=layout.get("class_names"))
+                       class_names=layout.get("class_names"), lower_is_better=list(layout.get("lower_is_better", [])))
 
 
 def write_block(group, start, rows, handles=None):

@@ -472,7 +472,7 @@ def save_grid(path, rows, titles=None, row_labels=None, cell_size=None):
 CURVE_COLORS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
                 (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
 #: plot_curves layout (pixels): margins left of / below the axes, above them, legend width.
-CURVE_MARGINS = dict(left=40, bottom=28, top=20, right=8, legend=120)
+CURVE_MARGINS = dict(left=52, bottom=28, top=20, right=8, legend=120)
 
 
 def _check_xs(xs, count):
@@ -483,6 +483,21 @@ def _check_xs(xs, count):
     if xs.size != count:
         raise ValueError(f"`xs` must hold one value per curve point ({count}), got {xs.size}.")
     return xs
+
+
+def tick_labels(values):
+    """Labels of increasing tick values with the fewest significant digits (2 to 8) that tell
+    them apart: a narrow range (0.11020 .. 0.11034) is not labelled 0.11 three times.
+
+    Example:
+        >>> tick_labels([0.0, 0.5, 1.0]), tick_labels([0.1102, 0.11027, 0.11034])
+        (['0', '0.5', '1'], ['0.1102', '0.11027', '0.11034'])
+    """
+    for digits in range(2, 9):
+        texts = [f"{v:.{digits}g}" for v in values]
+        if len(set(texts)) == len(texts):
+            return texts
+    return texts
 
 
 def plot_curves(path, curves, labels=None, title=None, xs=None, y_range=(0.0, 1.0), size=(360, 240)):
@@ -541,16 +556,15 @@ def plot_curves(path, curves, labels=None, title=None, xs=None, y_range=(0.0, 1.
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
-    for fraction in (0.0, 0.5, 1.0):                                   # grid and tick labels
-        y = low + fraction * (high - low)
+    fractions = (0.0, 0.5, 1.0)                                        # grid and tick labels
+    y_ticks = [low + f * (high - low) for f in fractions]
+    x_ticks = [x_low + f * x_span for f in fractions]
+    for y, x, y_text, x_text in zip(y_ticks, x_ticks, tick_labels(y_ticks), tick_labels(x_ticks)):
         _, py = point(x_low, y)
         draw.line([(box[0], py), (box[2], py)], fill=(225, 225, 225))
-        text = f"{y:.2g}"
-        draw.text((box[0] - 4 - draw.textlength(text, font=font), py - 5), text, fill=(0, 0, 0), font=font)
-        x = x_low + fraction * x_span
+        draw.text((box[0] - 4 - draw.textlength(y_text, font=font), py - 5), y_text, fill=(0, 0, 0), font=font)
         px, _ = point(x, low)
-        text = f"{x:.2g}"
-        draw.text((px - draw.textlength(text, font=font) / 2, box[3] + 4), text, fill=(0, 0, 0), font=font)
+        draw.text((px - draw.textlength(x_text, font=font) / 2, box[3] + 4), x_text, fill=(0, 0, 0), font=font)
     draw.rectangle(box, outline=(0, 0, 0))
     for k, row in enumerate(values):
         colour = CURVE_COLORS[k % len(CURVE_COLORS)]

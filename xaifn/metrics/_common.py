@@ -38,9 +38,10 @@ def row_pearson(a, b, what):
     return np.where(flat, 0.0, (a * b).sum(axis=1) / np.where(flat, 1.0, norm))
 
 
-def check_metric_call(net_fn, activation_fn, inputs, targets, saliency, chunk):
+def check_metric_call(net_fn, activation_fn, inputs, targets, saliency, chunk, return_curve):
     """Validate a perturbation metric's arguments; return the inputs (cast to the network's dtype),
     (N, 1) labels, the (N, H, W) saliency and the perturbed images per step (from `chunk`)."""
+    _checks.check_bool(return_curve, "return_curve")
     inputs, labels, chunk = _checks.check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk)
     if labels.shape[1] != 1:
         raise ValueError(f"`targets` must hold one label per sample, got shape {tuple(labels.shape)}.")

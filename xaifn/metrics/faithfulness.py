@@ -52,8 +52,9 @@ def _auc(drops):
 
 
 def _curve(net_fn, activation_fn, inputs, targets, saliency, num_steps, pixels_per_step, reference,
-           chunk, insertion):
-    inputs, labels, maps, chunk = check_metric_call(net_fn, activation_fn, inputs, targets, saliency, chunk)
+           chunk, return_curve, insertion):
+    inputs, labels, maps, chunk = check_metric_call(net_fn, activation_fn, inputs, targets, saliency, chunk,
+                                                    return_curve)
     height, width = maps.shape[1:]
     count, per = steps(height, width, num_steps, pixels_per_step)
     reference = _checks.check_real(reference, "reference")
@@ -98,7 +99,7 @@ def deletion_auc(net_fn, activation_fn, inputs, targets, saliency, *, num_steps=
         ((1,), (1, 5))
     """
     curve = _curve(net_fn, activation_fn, inputs, targets, saliency, num_steps, pixels_per_step,
-                   reference, chunk, insertion=False)
+                   reference, chunk, return_curve, insertion=False)
     scores = as_tensor(1 - _auc(curve[:, :1] - curve[:, 1:]) / 2)
     return (scores, as_tensor(curve)) if return_curve else scores
 
@@ -121,7 +122,7 @@ def insertion_auc(net_fn, activation_fn, inputs, targets, saliency, *, num_steps
         (3,)
     """
     curve = _curve(net_fn, activation_fn, inputs, targets, saliency, num_steps, pixels_per_step,
-                   reference, chunk, insertion=True)
+                   reference, chunk, return_curve, insertion=True)
     scores = as_tensor((1 + _auc(curve[:, 1:] - curve[:, :1])) / 2)
     return (scores, as_tensor(curve)) if return_curve else scores
 
@@ -147,7 +148,8 @@ def naive_faithfulness(net_fn, activation_fn, inputs, targets, saliency, *, num_
         ...     float(naive_faithfulness(net, nn.Softmax(), x, 0, np.ones((1, 1, 4, 4)))[0])
         0.5
     """
-    inputs, labels, maps, chunk = check_metric_call(net_fn, activation_fn, inputs, targets, saliency, chunk)
+    inputs, labels, maps, chunk = check_metric_call(net_fn, activation_fn, inputs, targets, saliency, chunk,
+                                                    return_curve)
     height, width = maps.shape[1:]
     count, per = steps(height, width, num_steps, pixels_per_step)
     reference = _checks.check_real(reference, "reference")

@@ -74,8 +74,13 @@ def _layers(net, names):
     owners = [(name, params) for name, params in owners if params]
     if names is None:
         return owners[::-1]
-    if isinstance(names, str) or not all(isinstance(n, str) for n in names) or not len(names):
-        raise TypeError(f"`layers` must be a non-empty list of cell names, got {names!r}.")
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"`layers` must be None or a list of cell names, got {names!r}.")
+    if not names:
+        raise ValueError("`layers` must name at least one cell, got an empty list.")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"`layers` names {repeated} more than once: each layer is randomised once.")
     table = dict(owners)
     missing = [n for n in names if n not in table]
     if missing:
@@ -157,10 +162,17 @@ def model_randomization(explain_fn_of_net, net, inputs, targets, *, mode="cascad
     _checks.check_inputs(inputs)
     mode = _checks.check_choice(mode, "mode", ("cascading", "independent"))
     seed = _checks.check_seed(seed)
+    _layers(net, layers)                                      # the names checked before any work
     clone, update = _cache.cached(net, ("randomization_copy",), lambda: _private_copy(net))
     update()                                                  # the current weights, one compiled call
     order = _layers(clone, layers)
-    explain = _checks.check_callable(explain_fn_of_net(clone), "explain_fn_of_net(net)")
+    try:
+        explain = explain_fn_of_net(clone)
+    except TypeError as error:
+        raise TypeError("`explain_fn_of_net` must be a function net -> explain_fn(inputs, targets), e.g. "
+                        "`lambda net: functools.partial(xaifn.gradient, net)`; called with the network it "
+                        f"raised: {error}") from error
+    _checks.check_callable(explain, "explain_fn_of_net(net)")
 
     def maps():
         return _checks.check_saliency(explain(inputs, targets), inputs.shape[0], inputs.shape[2:],

@@ -141,7 +141,8 @@ def road(net_fn, activation_fn, inputs, targets, saliency, *, fractions=(0.1, 0.
         >>> score.shape, curve.shape
         ((2,), (2, 9))
     """
-    inputs, labels, maps, chunk = check_metric_call(net_fn, activation_fn, inputs, targets, saliency, chunk)
+    inputs, labels, maps, chunk = check_metric_call(net_fn, activation_fn, inputs, targets, saliency, chunk,
+                                                    return_curve)
     fractions = _checks.check_fractions(fractions)
     order = _checks.check_choice(order, "order", ("morf", "lerf"))
     noise = _checks.check_nonnegative(noise, "noise")
