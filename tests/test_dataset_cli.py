@@ -82,8 +82,8 @@ def test_explain_dataset_resumes_and_refuses_other_arguments(folder, tmp_path, c
 @pytest.mark.parametrize("change, message", [
     (lambda a, w: a.__setitem__(a.index("--data") + 1, str(w / "nothing")), "--data"),
     (lambda a, w: a.extend(["--size", "20"]), "--size 20 20"),
-    (lambda a, w: a.extend(["--batch-size", "0"]), "batch_size"),
-    (lambda a, w: a.extend(["--block-rows", "6"]), "`block_rows` must be a multiple of the dataset's batch size 4"),
+    (lambda a, w: a.extend(["--batch-size", "0"]), "--batch-size must be"),
+    (lambda a, w: a.extend(["--block-rows", "6"]), "--block-rows must be a multiple of the dataset's batch size 4"),
     (lambda a, w: a.extend(["--methods", "magic"]), "unknown method"),
     (lambda a, w: a.extend(["--metrics", "deletion, pointing_game"]), "unknown metric(s) pointing_game"),
 ])
