@@ -193,7 +193,8 @@ def model_randomization(explain_fn_of_net, net, inputs, targets, *, mode="cascad
 
 def _redrawn(rng, value):
     """Normal values with the mean and standard deviation of `value`, its shape and dtype; drawn
-    in float32 (float64 for a float64 value): a ResNet's 2.4 M-value layer in ~12 ms, not ~30."""
+    in float32 (float64 for a float64 value): resnet18's top 3 layers (2.4 M values) in ~25 ms,
+    not ~32 ms as float64 normals."""
     draw = rng.standard_normal(value.shape, dtype=np.float64 if value.dtype == np.float64 else np.float32)
     draw *= value.std(dtype=np.float64)
     draw += value.mean(dtype=np.float64)
