@@ -69,9 +69,9 @@ def run(store, slow=False, **kwargs):
     if slow:
         gradient = lambda x, t: (time.sleep(0.25), xaifn.gradient(net, x, t))[1]  # noqa: E731
         methods = {"gradient": gradient, "occlusion": "occlusion", "rise": "rise"}
-    kwargs = dict(dict(block_rows=BATCH), **kwargs)  # blocks of one batch: 6 blocks to kill the run between
-    return xaifn.explain_dataset(net, pipeline(), methods, store, metrics={"drop": drop},
-                                 method_options=dict(num_masks=16, window=3, stride=2), progress=False, **kwargs)
+    kwargs = dict(dict(block_rows=BATCH, progress=False), **kwargs)  # blocks of one batch: 6 blocks to kill
+    return xaifn.explain_dataset(net, pipeline(), methods, store, metrics={"drop": drop},  # the run between
+                                 method_options=dict(num_masks=16, window=3, stride=2), **kwargs)
 
 
 if __name__ == "__main__":

@@ -135,6 +135,15 @@ def test_half_written_block_is_not_complete(reference, tmp_path):
     assert_same_store(store, reference[0])
 
 
+def test_progress_bar_says_a_run_resumed(reference, tmp_path, capsys):
+    store = tmp_path / "store"
+    shutil.copytree(reference[0], store)
+    zarr.open_group(str(store), mode="r+")["done"][4:8] = False    # block 1 to redo
+    job.run(store, progress=True)
+    err = capsys.readouterr().err
+    assert f"resumed: {job.ROWS - 4} rows were done" in err and f"{job.ROWS}/{job.ROWS}" in err
+
+
 @pytest.mark.parametrize("change, differing", [
     (dict(targets="label"), "targets"),
     (dict(metrics={}), "metrics"),
