@@ -6,6 +6,7 @@ so the "true importance" of every pixel is known.
 """
 import functools
 import importlib
+import threading
 import warnings
 
 import numpy as np
@@ -322,8 +323,19 @@ def test_linear_imputation_batched_and_grouped(monkeypatch):
     want = np.stack([[ref_imputation(i, r) for i, r in zip(*pair)] for pair in zip(images, removed)])
     assert_close(metrics.linear_imputation(images, removed), want, rtol=1e-10)
     # one or two images per factorisation
-    monkeypatch.setattr(importlib.import_module("xaifn.metrics.road"), "UNKNOWNS_PER_SOLVE", 20)
+    road = importlib.import_module("xaifn.metrics.road")
+    monkeypatch.setattr(road, "UNKNOWNS_PER_SOLVE", 20)
     assert_close(metrics.linear_imputation(images, removed), want, rtol=1e-10)
+    # groups of about a third of the unknowns each, factorised on three threads at once
+    monkeypatch.setattr(road, "UNKNOWNS_PER_SOLVE", 1 << 16)
+    monkeypatch.setattr(road, "MIN_GROUP_UNKNOWNS", 1)
+    monkeypatch.setattr(road, "HOST_THREADS", 3)
+    monkeypatch.setattr(importlib.import_module("xaifn.metrics._common"), "HOST_THREADS", 3)
+    threads = []
+    solve = road._impute
+    monkeypatch.setattr(road, "_impute", lambda *args: threads.append(threading.get_ident()) or solve(*args))
+    assert_close(metrics.linear_imputation(images, removed), want, rtol=1e-10)
+    assert len(threads) >= 3 and len(set(threads)) > 1
 
 
 def test_road_matches_reference_without_noise(linear):

@@ -1,4 +1,7 @@
-"""What the metric families share: the ranking of pixels, row correlations, the forward score."""
+"""What the metric families share: the ranking of pixels, row correlations, the forward score,
+host work on several threads."""
+from concurrent import futures
+import os
 import warnings
 
 import numpy as np
@@ -7,6 +10,20 @@ import mindspore as ms
 from xaifn import _cache, _checks
 from xaifn._chunked import bytes_per_image, images_per_step, removal_scores
 from xaifn.rise import probability_fn
+
+
+#: Threads for the metrics' host work (sparse factorisations, sorts: NumPy and SciPy release the
+#: GIL in them).
+HOST_THREADS = min(4, os.cpu_count() or 1)
+
+
+def host_map(fn, items):
+    """[fn(item) for item in items], on up to `HOST_THREADS` threads when there are several items."""
+    items = list(items)
+    if len(items) < 2 or HOST_THREADS < 2:
+        return [fn(item) for item in items]
+    with futures.ThreadPoolExecutor(min(HOST_THREADS, len(items))) as pool:
+        return list(pool.map(fn, items))
 
 
 def pixel_ranks(saliency):

@@ -10,10 +10,12 @@ at a time from the top (the output side) down and the explanation is recomputed:
 
 A layer is a cell that owns trainable Parameters; "from the top" is the reverse of the order in
 which `cells_and_names()` lists them (the order of definition), unless `layers` names them. Each
-Parameter of layer l is redrawn from a normal distribution with the mean and standard deviation
-of its own trained values (a constant Parameter, e.g. an all-zero bias, stays as it is), from
-`np.random.default_rng([seed, l])` (in float32, or float64 for float64 Parameters), so both modes
-draw the same values for a layer.
+Parameter of layer l is redrawn from a uniform distribution with the mean and standard deviation
+of its own trained values, i.e. on mean +- sqrt(3) std (a constant Parameter, e.g. an all-zero
+bias, stays as it is), from `np.random.default_rng([seed, l])` (in float32, or float64 for
+float64 Parameters), so both modes draw the same values for a layer. A uniform draw, as
+MindSpore's and PyTorch's default initialisers of convolutions and dense layers are, costs a
+quarter of a normal one (float32 on 2.4 M values: ~3 against ~11 ms, measured).
 
 Similarity of each randomised map to the original one, per sample, as the paper measures it:
 Spearman rank correlation of the maps and of their absolute values (ties get their average rank),
@@ -33,7 +35,7 @@ import copy
 import numpy as np
 import mindspore as ms
 from mindspore import ops
-from scipy import stats
+from scipy import ndimage
 
 from xaifn import _cache, _checks
 from xaifn.metrics._common import as_tensor
@@ -45,10 +47,12 @@ Randomization = collections.namedtuple("Randomization", "layers spearman spearma
 
 
 def _private_copy(net):
-    """(clone, update): a deep copy of `net` whose Parameters are new ones holding copies of the
-    values (named ``COPY_PREFIX + name``: one graph holds both sets), and a compiled update() that
+    """(clone, update, source, units): a deep copy of `net` whose Parameters are new ones holding copies of
+    the values (named ``COPY_PREFIX + name``: one graph holds both sets), a compiled update() that
     assigns the current values of `net`'s Parameters to them (one call, not two eager operations per
-    Parameter: 77 ms of launches for resnet18's 102, measured).
+    Parameter: 77 ms of launches for resnet18's 102, measured), `source`, the user's Parameter of
+    each of the copy's (by id), from which a randomised one is restored or its moments read, and
+    `units`, the memo of `_unit_draws`.
 
     One copy is kept per network (`xaifn._cache`, renewed when the network's Parameter storage
     moves), and its Parameters are overwritten in place at every call, so that the explainer's
@@ -64,7 +68,7 @@ def _private_copy(net):
         for target, value in pairs:
             ops.assign(target, value)
         return pairs[0][0]
-    return clone, _cache.compiled(update, checked=False)
+    return clone, _cache.compiled(update, checked=False), {id(target): value for target, value in pairs}, {}
 
 
 def _layers(net, names):
@@ -95,17 +99,52 @@ def spearman(a, b):
 
     Tied values get their average rank; a constant row gives NaN.
     """
-    ra, rb = (r - r.mean(axis=-1, keepdims=True) for r in (stats.rankdata(a, axis=-1), stats.rankdata(b, axis=-1)))
+    ra, rb = (r - r.mean(axis=-1, keepdims=True) for r in (_ranks(a), _ranks(b)))
     with np.errstate(divide="ignore", invalid="ignore"):
         return (ra * rb).sum(axis=-1) / np.sqrt((ra * ra).sum(axis=-1) * (rb * rb).sum(axis=-1))
 
 
+def _ranks(values):
+    """Average ranks (1-based, ties sharing the mean of their positions) along the last axis, as
+    `scipy.stats.rankdata` gives them; float64 (..., D)."""
+    values = np.asarray(values)
+    if values.dtype in (np.float16, np.float32):
+        order = _radix_order(values.astype(np.float32) + np.float32(0))     # -0.0 ties with 0.0
+    else:
+        order = np.argsort(values, axis=-1)
+    ordered = np.take_along_axis(values, order, -1)
+    size = values.shape[-1]
+    new = np.ones(values.shape, bool)                       # a value differing from the one before
+    np.not_equal(ordered[..., 1:], ordered[..., :-1], out=new[..., 1:])
+    position = np.arange(size)
+    ranks = np.empty(values.shape)
+    if new.all():                                           # no ties
+        np.put_along_axis(ranks, order, np.broadcast_to(position + 1.0, values.shape), -1)
+        return ranks
+    first = np.maximum.accumulate(np.where(new, position, 0), axis=-1)
+    ends = np.concatenate([new[..., 1:], np.ones(new.shape[:-1] + (1,), bool)], -1)
+    last = np.minimum.accumulate(np.where(ends, position, size)[..., ::-1], axis=-1)[..., ::-1]
+    np.put_along_axis(ranks, order, (first + last) / 2 + 1, -1)
+    return ranks
+
+
+def _radix_order(values):
+    """np.argsort(values, axis=-1, kind="stable") of float32 values: two stable passes over 16-bit
+    halves of order-preserving integer keys (NumPy sorts 16-bit integers by radix): 2.4 ms for six
+    112 x 112 maps, against 6.4 ms for `np.argsort` (measured)."""
+    bits = values.view(np.uint32)
+    keys = np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31))          # sign flipped, negatives reversed
+    low = np.argsort((keys & 0xFFFF).astype(np.uint16), axis=-1, kind="stable")
+    high = np.take_along_axis((keys >> 16).astype(np.uint16), low, -1)
+    return np.take_along_axis(low, np.argsort(high, axis=-1, kind="stable"), -1)
+
+
 def _window_means(maps, win):
-    """Mean of every win x win window of maps (..., H, W) -> (..., H - win + 1, W - win + 1)."""
-    pad = ((0, 0),) * (maps.ndim - 2) + ((1, 0), (1, 0))
-    total = np.pad(maps, pad).cumsum(axis=-2).cumsum(axis=-1)
-    return (total[..., win:, win:] - total[..., :-win, win:] - total[..., win:, :-win]
-            + total[..., :-win, :-win]) / win ** 2
+    """Mean of every win x win window (win odd) of maps (..., H, W) -> (..., H - win + 1, W - win + 1):
+    SciPy's running sums along each axis (2.4x faster than summed-area tables, measured)."""
+    half = win // 2
+    rows = ndimage.uniform_filter1d(maps, win, axis=-1, mode="constant")[..., half:maps.shape[-1] - half]
+    return ndimage.uniform_filter1d(rows, win, axis=-2, mode="constant")[..., half:maps.shape[-2] - half, :]
 
 
 def ssim(a, b):
@@ -163,7 +202,7 @@ def model_randomization(explain_fn_of_net, net, inputs, targets, *, mode="cascad
     mode = _checks.check_choice(mode, "mode", ("cascading", "independent"))
     seed = _checks.check_seed(seed)
     _layers(net, layers)                                      # the names checked before any work
-    clone, update = _cache.cached(net, ("randomization_copy",), lambda: _private_copy(net))
+    clone, update, source, units = _cache.cached(net, ("randomization_copy",), lambda: _private_copy(net))
     update()                                                  # the current weights, one compiled call
     order = _layers(clone, layers)
     try:
@@ -178,26 +217,48 @@ def model_randomization(explain_fn_of_net, net, inputs, targets, *, mode="cascad
         return _checks.check_saliency(explain(inputs, targets), inputs.shape[0], inputs.shape[2:],
                                       name="explain_fn(inputs, targets)")
     original = maps()
-    trained = {id(p): p.asnumpy().copy() for _, params in order for p in params}   # not views of p
     columns = []
     for index, (_, params) in enumerate(order):
         if mode == "independent" and index:
             for p in order[index - 1][1]:
-                ops.assign(p, ms.Tensor(trained[id(p)]))
-        rng = np.random.default_rng([seed, index])
-        for p in params:
-            ops.assign(p, ms.Tensor(_redrawn(rng, trained[id(p)])))
+                p.copy_(source[id(p)])                        # its trained values, device to device
+        values = [source[id(p)].asnumpy() for p in params]
+        draws = [_redrawn(unit, value) for unit, value in zip(_unit_draws(units, seed, index, values), values)]
+        for p, draw in zip(params, draws):
+            p.copy_(ms.from_numpy(draw))                      # in place (kept alive until maps() syncs)
         columns.append(maps())
     return _similarities(tuple(name for name, _ in order), original, np.stack(columns, 1))
 
 
-def _redrawn(rng, value):
-    """Normal values with the mean and standard deviation of `value`, its shape and dtype; drawn
-    in float32 (float64 for a float64 value): resnet18's top 3 layers (2.4 M values) in ~25 ms,
-    not ~32 ms as float64 normals."""
-    draw = rng.standard_normal(value.shape, dtype=np.float64 if value.dtype == np.float64 else np.float32)
-    draw *= value.std(dtype=np.float64)
-    draw += value.mean(dtype=np.float64)
+def _unit_draws(memo, seed, index, values):
+    """The uniform [0, 1) draws for layer `index`, one per value (its shape; float32, float64 for a
+    float64 value), in order from `np.random.default_rng([seed, index])`.
+
+    They depend on nothing else, so the network's `memo` keeps those of its latest seed (as much
+    memory as the layers randomised): resnet18's top 3 layers take ~6 ms to draw (2.4 M values),
+    the scaling below ~2 ms."""
+    key = (index, tuple((v.shape, v.dtype == np.float64) for v in values))
+    if memo.get("seed") != seed:
+        memo.clear()
+        memo["seed"] = seed
+    if key not in memo:
+        rng = np.random.default_rng([seed, index])
+        memo[key] = [rng.random(v.shape, dtype=np.float64 if v.dtype == np.float64 else np.float32) for v in values]
+    return memo[key]
+
+
+def _redrawn(unit, value):
+    """The uniform draws `unit` on [0, 1) scaled to the mean and standard deviation of `value` (the
+    user's trained values, never written), in its dtype: a new array.
+
+    The mean is summed in float64, the centred squares by BLAS in the value's dtype: resnet18's top
+    3 layers cost ~10 ms with the draws, where normal draws with numpy's float64 moments, copied in
+    with `ops.assign`, cost ~35 ms (measured)."""
+    mean = value.mean(dtype=np.float64)
+    centred = (value - value.dtype.type(mean)).ravel()
+    std = np.sqrt(np.dot(centred, centred) / max(centred.size, 1))
+    draw = unit * (2 * np.sqrt(3) * std)
+    draw += mean - np.sqrt(3) * std
     return draw.astype(value.dtype, copy=False)
 
 

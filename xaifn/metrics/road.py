@@ -20,7 +20,8 @@ from scipy.sparse import linalg
 
 from xaifn import _cache, _checks
 from xaifn._chunked import DEFAULT_CHUNK
-from xaifn.metrics._common import as_tensor, check_metric_call, pixel_ranks, probabilities_after_removal
+from xaifn.metrics._common import (HOST_THREADS, as_tensor, check_metric_call, host_map, pixel_ranks,
+                                   probabilities_after_removal)
 
 #: (row offset, column offset, weight) of the neighbours in the imputation.
 NEIGHBOURS = tuple((dr, dc, 1 / 6 if dr == 0 or dc == 0 else 1 / 12)
@@ -59,6 +60,8 @@ def dissection_order(height, width):
 #: Most unknowns per factorisation: bounds its memory (its L and U factors hold 35-70 entries per
 #: unknown at 32-224 px, measured: about 55 MB at this size) while amortising the per-call cost.
 UNKNOWNS_PER_SOLVE = 1 << 16
+#: The fewest unknowns worth a factorisation of their own, on a thread of its own.
+MIN_GROUP_UNKNOWNS = 4096
 
 
 def linear_imputation(images, removed):
@@ -70,23 +73,29 @@ def linear_imputation(images, removed):
     block-diagonal sparse matrix, symmetric positive definite, with one right-hand side per
     channel; its unknowns are numbered image by image in nested-dissection order
     (`dissection_order`), and one LU factorisation without pivoting (SuperLU, natural order,
-    symmetric mode) and one triangular solve serve them all, in float64. Images are grouped so
-    that a factorisation holds at most `UNKNOWNS_PER_SOLVE` unknowns (or one image).
+    symmetric mode) and one triangular solve serve them all, in float64. Images are grouped, in
+    order, so that a factorisation holds at most `UNKNOWNS_PER_SOLVE` unknowns (or one image) and
+    the groups, solved on up to `HOST_THREADS` threads (`host_map`), share the unknowns about evenly.
     """
     images = np.asarray(images)
     channels, height, width = images.shape[-3:]
     out = images.reshape(-1, channels, height * width).astype(np.float64)          # (B, C, H*W)
     order = dissection_order(height, width)
     removed = np.asarray(removed).reshape(-1, height * width)[:, order]
-    ends = np.cumsum(removed.sum(axis=1))
-    start = 0
+    counts = removed.sum(axis=1)
+    ends = np.cumsum(counts)
+    share = min(UNKNOWNS_PER_SOLVE, max(MIN_GROUP_UNKNOWNS, -(-int(ends[-1]) // HOST_THREADS)))
+    groups, start = [], 0
     while start < len(out):
-        stop = max(start + 1, int(np.searchsorted(ends, ends[start] - removed[start].sum() + UNKNOWNS_PER_SOLVE,
-                                                  side="right")))
-        batch, pixel = np.nonzero(removed[start:stop])
-        if len(pixel):
-            _impute(out[start:stop], batch, order[pixel], width)
+        stop = max(start + 1, int(np.searchsorted(ends, ends[start] - counts[start] + share, side="right")))
+        groups.append((start, stop))
         start = stop
+
+    def solve(group):
+        batch, pixel = np.nonzero(removed[group[0]:group[1]])
+        if len(pixel):
+            _impute(out[group[0]:group[1]], batch, order[pixel], width)
+    host_map(solve, groups)
     return out.reshape(images.shape)
 
 
