@@ -87,17 +87,17 @@ ALL = ("gradient", "deconvolution", "guided_backprop", "gradcam", "occlusion", "
 MATRIX = {
     "resnet": ALL,
     "densenet": ("gradient", "guided_backprop", "gradcam", "occlusion"),
-    "inception": ("gradient", "gradcam", "rise"),
+    "inception": ("gradient", "gradcam"),
     "mobilenet_v2": ("deconvolution", "gradcam"),
     "mobilenet_v3": ("guided_backprop", "gradcam", "rise_plus"),
     "efficientnet": ("guided_backprop", "gradcam", "occlusion"),
-    "ghostnet": ("deconvolution", "gradcam", "rise"),
+    "ghostnet": ("deconvolution", "gradcam"),
     "convnext": ("gradient", "guided_backprop", "gradcam", "rise"),
     "convnextv2": ("gradient", "deconvolution", "gradcam", "occlusion", "rise_plus"),
     "vit": ("gradient", "deconvolution", "guided_backprop", "gradcam", "rise"),
-    "swin": ("guided_backprop", "gradcam", "occlusion"),
+    "swin": ("gradcam", "occlusion"),
     "swinv2": ("deconvolution", "gradcam", "rise"),
-    "pvtv2": ("guided_backprop", "gradcam", "occlusion", "rise_plus"),
+    "pvtv2": ("guided_backprop", "gradcam"),
 }
 
 
