@@ -313,3 +313,30 @@ def test_modes_randomise_the_right_layers():
                 owner = name.split(".")[0]
                 redrawn = owner == layer or (mode == "cascading" and owner in above)
                 assert np.array_equal(seen[step][name], value) != redrawn, (mode, step, name)
+
+
+def test_a_subset_of_layers_is_randomised_as_in_the_full_run():
+    """Only the chosen layers get private Parameters (the copy shares the others with the user's
+    network, read only); step l draws from default_rng([seed, l]) whichever layers follow, so the
+    first columns of a run over the top layers equal those of the run over all of them, and a
+    weight of an unchosen layer changed in place by the user is seen."""
+    net = nn.SequentialCell([nn.Flatten(), nn.Dense(16, 8), nn.ReLU(), nn.Dense(8, 8), nn.ReLU(), nn.Dense(8, 3)])
+    x = ms.Tensor(np.random.default_rng(14).random((3, 1, 4, 4)), ms.float32)
+    explain = lambda n: functools.partial(xaifn.gradient, n)  # noqa: E731
+    before = {name: p.asnumpy().copy() for name, p in net.parameters_and_names()}
+    tops = {}
+    for mode in ("cascading", "independent"):
+        full = metrics.model_randomization(explain, net, x, 1, mode=mode, seed=5)
+        top = tops[mode] = metrics.model_randomization(explain, net, x, 1, mode=mode, seed=5, layers=["5", "3"])
+        assert top.layers == ("5", "3")
+        for field in ("spearman", "spearman_abs", "ssim"):
+            np.testing.assert_array_equal(getattr(top, field).asnumpy(), getattr(full, field).asnumpy()[:, :2])
+    for name, p in net.parameters_and_names():
+        np.testing.assert_array_equal(p.asnumpy(), before[name], err_msg=name)
+    ops.assign(net[1].weight, ms.Tensor(-before["1.weight"]))               # an unchosen layer, in place
+    twin = nn.SequentialCell([nn.Flatten(), nn.Dense(16, 8), nn.ReLU(), nn.Dense(8, 8), nn.ReLU(), nn.Dense(8, 3)])
+    for (name, p) in twin.parameters_and_names():
+        ops.assign(p, ms.Tensor(-before[name] if name == "1.weight" else before[name]))
+    ours, theirs = (metrics.model_randomization(explain, n, x, 1, seed=5, layers=["5", "3"]) for n in (net, twin))
+    np.testing.assert_array_equal(ours.ssim.asnumpy(), theirs.ssim.asnumpy())
+    assert not np.array_equal(ours.ssim.asnumpy(), tops["cascading"].ssim.asnumpy())
