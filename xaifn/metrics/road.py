@@ -6,7 +6,7 @@ pixel index) and imputed, in every channel, by the linear system that makes each
 the weighted mean of its 8 neighbours inside the image (weight 1/6 for the 4 direct neighbours,
 1/12 for the diagonal ones), the kept pixels being fixed; Gaussian noise of standard deviation
 `noise` is then added to the imputed pixels. This avoids the out-of-distribution edges that
-constant removal creates. The noise for sample n at fraction j comes from
+constant removal creates. The noise for sample n at fraction j is drawn (float32 normals) from
 `np.random.default_rng([seed, n, j])`, so results do not depend on the chunk.
 
 The curve is p_j = sigma(f(x~_j))[t]; the score is its mean over the fractions: for MoRF lower is
@@ -166,11 +166,14 @@ def road(net_fn, activation_fn, inputs, targets, saliency, *, fractions=(0.1, 0.
     def imputed(n0, n1, s0, s1):
         removed = (ranks[n0:n1, None] >= intervals[s0:s1, 0, None, None]) & \
             (ranks[n0:n1, None] < intervals[s0:s1, 1, None, None])                 # (n, s, H, W)
-        draws = np.stack([np.stack([np.random.default_rng([seed, n, s]).standard_normal(images.shape[1:])
-                                    for s in range(s0, s1)]) for n in range(n0, n1)])
         filled = linear_imputation(np.broadcast_to(images[n0:n1, None], removed.shape[:2] + images.shape[1:]),
-                                   removed)
-        return (filled + noise * draws * removed[:, :, None]).astype(np.float32)
+                                   removed).astype(np.float32)
+        if noise:
+            draws = np.stack([np.stack([np.random.default_rng([seed, n, s]).standard_normal(images.shape[1:],
+                                                                                           dtype=np.float32)
+                                        for s in range(s0, s1)]) for n in range(n0, n1)])
+            filled += np.float32(noise) * draws * removed[:, :, None]
+        return filled
     curve = probabilities_after_removal(net_fn, activation_fn, inputs, labels, ranks, intervals, chunk,
                                         fill=imputed)
     scores = as_tensor(curve.mean(axis=1))
