@@ -89,7 +89,7 @@ MATRIX = {
     "densenet": ("gradient", "guided_backprop", "gradcam", "occlusion"),
     "inception": ("gradient", "gradcam"),
     "mobilenet_v2": ("deconvolution", "gradcam"),
-    "mobilenet_v3": ("guided_backprop", "gradcam", "rise_plus"),
+    "mobilenet_v3": ("gradcam", "rise_plus"),
     "efficientnet": ("guided_backprop", "gradcam", "occlusion"),
     "ghostnet": ("deconvolution", "gradcam"),
     "convnext": ("gradient", "guided_backprop", "gradcam", "rise"),
