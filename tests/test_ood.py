@@ -257,6 +257,11 @@ def test_two_train_steps_match_momentum_reference(seed, lr, momentum, weight_dec
         for key in TRAINABLE:
             np.testing.assert_allclose(state[key].asnumpy(), ref_v[key], rtol=1e-5, atol=2e-5,
                                        err_msg=f"velocity of {key} after step {step + 1}")
+        # the next reference step starts from our state: a step's float32 error (<= 6e-6) grows
+        # ~50x through the next one's batch normalisation of 8 samples at lr 0.5 (measured 2.1e-4
+        # at seed 2**32 - 1), which is conditioning, not the formula under test
+        ref_p = {k: v.asnumpy().astype(np.float64) for k, v in params.items()}
+        ref_v = {k: v.asnumpy().astype(np.float64) for k, v in state.items()}
 
 
 def test_weight_decay_skips_batch_norm_scale_and_shift():
