@@ -336,6 +336,7 @@ def test_linear_imputation_batched_and_grouped(monkeypatch):
     monkeypatch.setattr(road, "_impute", lambda *args: threads.append(threading.get_ident()) or solve(*args))
     assert_close(metrics.linear_imputation(images, removed), want, rtol=1e-10)
     assert len(threads) >= 3 and len(set(threads)) > 1
+    assert metrics.linear_imputation(images[:0], removed[:0]).shape == (0,) + images.shape[1:]
 
 
 def test_road_matches_reference_without_noise(linear):

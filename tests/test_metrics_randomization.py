@@ -167,15 +167,19 @@ def test_similarity_measures():
     np.testing.assert_array_equal(record.spearman.asnumpy(), record.spearman_abs.asnumpy())
 
 
-@given(st.integers(0, 2 ** 32 - 1), st.sampled_from([np.float16, np.float32, np.float64]))
-@settings(max_examples=25, deadline=None)
-def test_spearman_ranks_as_scipy_with_ties_signs_and_zeros(seed, dtype):
-    """Float32 maps are ranked by a radix sort of their bits: ties (including -0.0 and 0.0),
-    negative values and infinities of any sign rank as `scipy.stats.rankdata` ranks them."""
+@given(st.integers(0, 2 ** 32 - 1), st.sampled_from(["float16", "float32", "float64", "float32 in float64"]))
+@settings(max_examples=30, deadline=None)
+def test_spearman_ranks_as_scipy_with_ties_signs_and_zeros(seed, kind):
+    """Float32 values (also held as float64, as `check_saliency` returns maps) are ranked by a radix
+    sort of their bits, others by argsort: ties (including -0.0 and 0.0), negative values and
+    infinities of any sign rank as `scipy.stats.rankdata` ranks them."""
     rng = np.random.default_rng(seed)
+    dtype = np.float32 if kind == "float32 in float64" else np.dtype(kind)
     a = rng.choice([-np.inf, -2.5, -1.0, -0.0, 0.0, 1e-30, 0.5, 3.0, np.inf], size=(2, 3, 40)).astype(dtype)
     a[..., ::3] = rng.standard_normal(a[..., ::3].shape)
     b = rng.random((2, 3, 40)).astype(dtype)
+    if kind == "float32 in float64":
+        a, b = a.astype(np.float64), b.astype(np.float64)
     want = [[stats.spearmanr(u, v).statistic for u, v in zip(x, y)] for x, y in zip(a, b)]
     assert_close(metrics.spearman(a, b), want, rtol=1e-12)
 
@@ -340,3 +344,34 @@ def test_a_subset_of_layers_is_randomised_as_in_the_full_run():
     ours, theirs = (metrics.model_randomization(explain, n, x, 1, seed=5, layers=["5", "3"]) for n in (net, twin))
     np.testing.assert_array_equal(ours.ssim.asnumpy(), theirs.ssim.asnumpy())
     assert not np.array_equal(ours.ssim.asnumpy(), tops["cascading"].ssim.asnumpy())
+
+
+def test_batch_norm_statistics_of_the_user_network_are_never_written():
+    """The copy shares the Parameters of the layers it does not randomise, but never those a
+    forward pass may write: an explainer running the copy in training mode updates the copy's
+    BatchNorm statistics, not the user's."""
+    net = nn.SequentialCell([nn.Conv2d(1, 3, 3, pad_mode="same"), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(),
+                             nn.Dense(48, 2)])
+    x = ms.Tensor(np.random.default_rng(15).random((3, 1, 4, 4)), ms.float32)
+    before = {name: p.asnumpy().copy() for name, p in net.parameters_and_names()}
+
+    def explain_fn_of_net(copy):
+        def explain(inputs, targets):
+            copy.set_train(True)
+            copy(inputs)                                      # a training-mode forward
+            copy.set_train(False)
+            return xaifn.gradient(copy, inputs, targets)
+        return explain
+    metrics.model_randomization(explain_fn_of_net, net, x, 0, layers=["4"])
+    for name, p in net.parameters_and_names():
+        np.testing.assert_array_equal(p.asnumpy(), before[name], err_msg=name)
+
+
+def test_float16_parameters_are_redrawn_finite_with_their_spread():
+    redrawn = importlib.import_module("xaifn.metrics.randomization")._redrawn
+    value = np.random.default_rng(16).normal(0.5, 2.0, 200_000).astype(np.float16)   # squares sum past 65504
+    unit = np.random.default_rng(17).random(value.shape, dtype=np.float32)
+    draw = redrawn(unit, value)
+    assert draw.dtype == np.float16 and np.isfinite(draw).all()
+    assert draw.astype(np.float64).mean() == pytest.approx(0.5, abs=0.02)
+    assert draw.astype(np.float64).std() == pytest.approx(2.0, rel=0.01)

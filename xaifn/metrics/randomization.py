@@ -49,8 +49,9 @@ Randomization = collections.namedtuple("Randomization", "layers spearman spearma
 
 def _private_copy(net, randomised):
     """(clone, update, source, units): a deep copy of `net` that shares its Parameters except those
-    of `randomised` (ids), which are new ones holding copies of the values (named ``COPY_PREFIX +
-    name``: one graph holds both sets); a compiled update() that assigns to them the current values
+    of `randomised` (ids: the trainable ones of the layers randomised, and every one that a forward
+    pass may write, such as BatchNorm's moving statistics, which are not trainable), which are new
+    ones holding copies of the values (named ``COPY_PREFIX + name``: one graph holds both sets); a compiled update() that assigns to them the current values
     of `net`'s (one call, not two eager operations per Parameter: 77 ms of launches for resnet18's
     102, measured); `source`, the user's Parameter of each of them (by id), from which a randomised
     one is restored or its moments read; and `units`, the memo of `_unit_draws`.
@@ -110,10 +111,12 @@ def spearman(a, b):
 
 def _ranks(values):
     """Average ranks (1-based, ties sharing the mean of their positions) along the last axis, as
-    `scipy.stats.rankdata` gives them; float64 (..., D)."""
+    `scipy.stats.rankdata` gives them; float64 (..., D). Values that float32 holds exactly (maps of
+    float32 explainers, even as float64) are sorted by `_radix_order`, others by `np.argsort`."""
     values = np.asarray(values)
-    if values.dtype in (np.float16, np.float32):
-        order = _radix_order(values.astype(np.float32) + np.float32(0))     # -0.0 ties with 0.0
+    narrow = values.astype(np.float32)
+    if values.dtype in (np.float16, np.float32) or np.array_equal(narrow, values):   # float32 values
+        order = _radix_order(narrow + np.float32(0))                         # -0.0 ties with 0.0
     else:
         order = np.argsort(values, axis=-1)
     ordered = np.take_along_axis(values, order, -1)
@@ -206,7 +209,8 @@ def model_randomization(explain_fn_of_net, net, inputs, targets, *, mode="cascad
     mode = _checks.check_choice(mode, "mode", ("cascading", "independent"))
     seed = _checks.check_seed(seed)
     chosen = _layers(net, layers)                             # the names checked before any work
-    randomised = {id(p) for _, params in chosen for p in params}
+    randomised = {id(p) for _, params in chosen for p in params} | \
+        {id(p) for p in net.get_parameters() if not p.requires_grad}    # a forward may write those
     clone, update, source, units = _cache.cached(net, ("randomization_copy", tuple(sorted(n for n, _ in chosen))),
                                                  lambda: _private_copy(net, randomised))
     update()                                                  # their current weights, one compiled call
@@ -257,15 +261,19 @@ def _redrawn(unit, value):
     """The uniform draws `unit` on [0, 1) scaled to the mean and standard deviation of `value` (the
     user's trained values, never written), in its dtype: a new array.
 
-    The mean is summed in float64, the centred squares by BLAS in the value's dtype: for resnet18's
-    top 3 layers, drawing, scaling and copying in (`copy_`) cost ~16 ms, where normal draws with
-    numpy's float64 moments, copied in with `ops.assign`, cost ~35 ms (measured)."""
+    The mean is summed in float64, the centred squares by BLAS in the value's dtype (float32 for
+    a narrower one, whose sum of squares would overflow): for resnet18's top 3 layers, drawing,
+    scaling and copying in (`copy_`) cost ~16 ms, where normal draws with numpy's float64 moments,
+    copied in with `ops.assign`, cost ~35 ms (measured)."""
+    dtype = value.dtype
+    if dtype not in (np.float32, np.float64):
+        value = value.astype(np.float32)
     mean = value.mean(dtype=np.float64)
     centred = (value - value.dtype.type(mean)).ravel()
     std = np.sqrt(np.dot(centred, centred) / max(centred.size, 1))
     draw = unit * (2 * np.sqrt(3) * std)
     draw += mean - np.sqrt(3) * std
-    return draw.astype(value.dtype, copy=False)
+    return draw.astype(dtype, copy=False)
 
 
 def _similarities(names, original, randomised):
