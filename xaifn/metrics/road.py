@@ -84,7 +84,7 @@ def linear_imputation(images, removed):
     removed = np.asarray(removed).reshape(-1, height * width)[:, order]
     counts = removed.sum(axis=1)
     ends = np.cumsum(counts)
-    share = min(UNKNOWNS_PER_SOLVE, max(MIN_GROUP_UNKNOWNS, -(-int(ends[-1] if len(ends) else 0) // HOST_THREADS)))
+    share = min(UNKNOWNS_PER_SOLVE, max(MIN_GROUP_UNKNOWNS, -(-int(counts.sum()) // HOST_THREADS)))
     groups, start = [], 0
     while start < len(out):
         stop = max(start + 1, int(np.searchsorted(ends, ends[start] - counts[start] + share, side="right")))
