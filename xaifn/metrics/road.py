@@ -80,49 +80,60 @@ def linear_imputation(images, removed):
     images = np.asarray(images)
     channels, height, width = images.shape[-3:]
     out = images.reshape(-1, channels, height * width).astype(np.float64)          # (B, C, H*W)
-    order = dissection_order(height, width)
-    removed = np.asarray(removed).reshape(-1, height * width)[:, order]
+    removed = np.asarray(removed).reshape(-1, height * width)
     counts = removed.sum(axis=1)
     ends = np.cumsum(counts)
     share = min(UNKNOWNS_PER_SOLVE, max(MIN_GROUP_UNKNOWNS, -(-int(counts.sum()) // HOST_THREADS)))
     groups, start = [], 0
     while start < len(out):
         stop = max(start + 1, int(np.searchsorted(ends, ends[start] - counts[start] + share, side="right")))
-        groups.append((start, stop))
+        groups.append(slice(start, stop))
         start = stop
-
-    def solve(group):
-        batch, pixel = np.nonzero(removed[group[0]:group[1]])
-        if len(pixel):
-            _impute(out[group[0]:group[1]], batch, order[pixel], width)
-    host_map(solve, groups)
+    host_map(lambda group: _impute(out[group], removed[group], height, width), groups)
     return out.reshape(images.shape)
 
 
-def _impute(flat, batch, pixel, width):
-    """Solve, in place in flat (B, C, H * W), for the unknown pixels `pixel[i]` of images `batch[i]`
-    (numbered in that order) of the block-diagonal system of `linear_imputation`."""
-    channels, area = flat.shape[1:]
-    count = len(pixel)
-    position = np.full(flat.shape[0] * area, -1)          # image b, pixel p -> its unknown, or -1
-    position[batch * area + pixel] = np.arange(count)
+@functools.lru_cache(maxsize=8)
+def _neighbour_weights(height, width):
+    """(H * W,) sum of the weights of each pixel's neighbours inside the image: its diagonal entry."""
+    inside = np.pad(np.ones((height, width)), 1)
+    return sum(weight * inside[1 + dr:height + 1 + dr, 1 + dc:width + 1 + dc]
+               for dr, dc, weight in NEIGHBOURS).reshape(-1)
+
+
+def _impute(flat, removed, height, width):
+    """Solve, in place in flat (B, C, H * W), for the pixels where `removed` (B, H * W) is True: the
+    block-diagonal system of `linear_imputation`, unknowns numbered image by image in dissection
+    order.
+
+    On the grid padded by one pixel (no unknown, no value outside the image): the right-hand side
+    is the weighted sum of each pixel's kept neighbours (one shifted add per neighbour over whole
+    images), and the matrix column of unknown i holds its diagonal weight and -weight at each
+    neighbouring unknown, read through the padded grid of unknown numbers."""
+    count = int(removed.sum())
+    if not count:
+        return
+    images, channels = flat.shape[:2]
+    order = dissection_order(height, width)
+    batch, position = np.nonzero(removed[:, order])
+    pixel = order[position]
     rows, cols = np.divmod(pixel, width)
-    index = np.arange(count)
-    diagonal = np.zeros(count)
-    right = np.zeros((count, channels))
-    links = []                                            # (unknown, neighbouring unknown, -weight)
-    for dr, dc, weight in NEIGHBOURS:
-        r, c = rows + dr, cols + dc
-        inside = (r >= 0) & (r < area // width) & (c >= 0) & (c < width)
-        diagonal += weight * inside
-        b, neighbour = batch[inside], r[inside] * width + c[inside]
-        other = position[b * area + neighbour]
-        known = other < 0
-        right[index[inside][known]] += weight * flat[b[known], :, neighbour[known]]
-        links.append((index[inside][~known], other[~known], np.full(int((~known).sum()), -weight)))
-    at, of, value = (np.concatenate([part] + [link[k] for link in links]) for k, part in
-                     enumerate((index, index, diagonal)))
-    matrix = sparse.csc_matrix((value, (at, of)), shape=(count, count))
+    numbers = np.full((images, height + 2, width + 2), -1)        # the unknown at each pixel, or -1
+    numbers[batch, rows + 1, cols + 1] = np.arange(count)
+    kept = np.pad(np.where(removed[:, None], 0.0, flat).reshape(images, channels, height, width),
+                  ((0, 0), (0, 0), (1, 1), (1, 1)))
+    neighbours_kept = sum(weight * kept[:, :, 1 + dr:height + 1 + dr, 1 + dc:width + 1 + dc]
+                          for dr, dc, weight in NEIGHBOURS)
+    right = neighbours_kept.reshape(images, channels, -1)[batch, :, pixel]           # (count, C)
+    at = (batch * (height + 2) + rows + 1) * (width + 2) + cols + 1
+    entries = np.stack([numbers.reshape(-1)[at + dr * (width + 2) + dc] for dr, dc, _ in NEIGHBOURS]
+                       + [np.arange(count)], axis=1)                                 # (count, 9)
+    values = np.empty(entries.shape)
+    values[:, :-1] = [-weight for _, _, weight in NEIGHBOURS]
+    values[:, -1] = _neighbour_weights(height, width)[pixel]
+    linked = entries >= 0
+    starts = np.concatenate([[0], np.cumsum(linked.sum(axis=1))])
+    matrix = sparse.csc_matrix((values[linked], entries[linked], starts), shape=(count, count))
     factor = linalg.splu(matrix, permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
     flat[batch, :, pixel] = factor.solve(right)
 
