@@ -53,8 +53,9 @@ def _private_copy(net, randomised):
     pass may write, such as BatchNorm's moving statistics, which are not trainable), which are new
     ones holding copies of the values (named ``COPY_PREFIX + name``: one graph holds both sets); a
     compiled update() that assigns to them the current values of `net`'s (one call, not two eager
-    operations per Parameter: 77 ms of launches for resnet18's 102, measured); `source`, the user's Parameter of each of them (by id), from which a randomised
-    one is restored or its moments read; and `units`, the memo of `_unit_draws`.
+    operations per Parameter: 77 ms of launches for resnet18's 102, measured); `source`, the
+    user's Parameter of each of them (by id), from which a randomised one is restored or its moments
+    read; and `units`, the memo of `_unit_draws`.
 
     The shared Parameters are only read: the user's current values, with no copy (copying all of
     resnet18's 11.7 M values cost ~15 ms per call, measured). One copy is kept per network and set
