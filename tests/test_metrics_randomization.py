@@ -371,7 +371,24 @@ def test_float16_parameters_are_redrawn_finite_with_their_spread():
     redrawn = importlib.import_module("xaifn.metrics.randomization")._redrawn
     value = np.random.default_rng(16).normal(0.5, 2.0, 200_000).astype(np.float16)   # squares sum past 65504
     unit = np.random.default_rng(17).random(value.shape, dtype=np.float32)
-    draw = redrawn(unit, value)
+    draw = redrawn(unit, value, np.empty_like(value))
     assert draw.dtype == np.float16 and np.isfinite(draw).all()
     assert draw.astype(np.float64).mean() == pytest.approx(0.5, abs=0.02)
     assert draw.astype(np.float64).std() == pytest.approx(2.0, rel=0.01)
+
+
+@pytest.mark.parametrize("mean, std", [(0.0, 0.05), (0.3, 1.0), (1.0, 1e-3), (-3.0, 1e-4), (5.0, 0.0)])
+def test_redraws_take_the_mean_and_spread_of_the_trained_values(mean, std):
+    """Weights (mean small against the spread: raw moments) and BatchNorm-like scales (a mean far
+    from 0 with a small spread: the centred squares, or the difference would cancel) are redrawn on
+    mean +- sqrt(3) std of their float64 moments; a constant stays that constant."""
+    redrawn = importlib.import_module("xaifn.metrics.randomization")._redrawn
+    rng = np.random.default_rng(18)
+    value = (mean + std * rng.standard_normal(100_000)).astype(np.float32)
+    unit = rng.random(value.shape, dtype=np.float32)
+    wide = value.astype(np.float64)
+    want = wide.mean() + np.sqrt(3) * wide.std() * (2 * unit.astype(np.float64) - 1)
+    draw = redrawn(unit, value, np.empty_like(value))
+    np.testing.assert_allclose(draw, want, rtol=1e-5, atol=1e-6 * max(std, 1e-3))
+    if std == 0:
+        np.testing.assert_array_equal(draw, value)
