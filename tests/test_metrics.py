@@ -331,11 +331,19 @@ def test_linear_imputation_batched_and_grouped(monkeypatch):
     monkeypatch.setattr(road, "MIN_GROUP_UNKNOWNS", 1)
     monkeypatch.setattr(road, "HOST_THREADS", 3)
     monkeypatch.setattr(importlib.import_module("xaifn.metrics._common"), "HOST_THREADS", 3)
-    threads = []
-    solve = road._impute
-    monkeypatch.setattr(road, "_impute", lambda *args: threads.append(threading.get_ident()) or solve(*args))
+    solve, lock, threads, both = road._impute, threading.Lock(), [], threading.Event()
+
+    def solve_beside_another(*args):         # the first two groups wait for each other: concurrent
+        with lock:
+            threads.append(threading.get_ident())
+            arrival = len(threads)
+        if arrival == 2:
+            both.set()
+        assert arrival > 2 or both.wait(30), "the first two groups were not factorised at the same time"
+        return solve(*args)
+    monkeypatch.setattr(road, "_impute", solve_beside_another)
     assert_close(metrics.linear_imputation(images, removed), want, rtol=1e-10)
-    assert len(threads) >= 3 and len(set(threads)) > 1
+    assert len(threads) >= 3 and threads[0] != threads[1]
     assert metrics.linear_imputation(images[:0], removed[:0]).shape == (0,) + images.shape[1:]
 
 
