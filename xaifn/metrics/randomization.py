@@ -48,14 +48,14 @@ Randomization = collections.namedtuple("Randomization", "layers spearman spearma
 
 
 def _private_copy(net, randomised):
-    """(clone, update, source, units): a deep copy of `net` that shares its Parameters except those
+    """(clone, update, private, units): a deep copy of `net` that shares its Parameters except those
     of `randomised` (ids: the trainable ones of the layers randomised, and every one that a forward
     pass may write, such as BatchNorm's moving statistics, which are not trainable), which are new
     ones holding copies of the values (named ``COPY_PREFIX + name``: one graph holds both sets); a
     compiled update() that assigns to them the current values of `net`'s (one call, not two eager
-    operations per Parameter: 77 ms of launches for resnet18's 102, measured); `source`, the
-    user's Parameter of each of them (by id), from which a randomised one is restored or its moments
-    read; and `units`, the memo of `_unit_draws`.
+    operations per Parameter: 77 ms of launches for resnet18's 102, measured); `private`, the
+    copy's Parameter for each of the user's in `randomised` (by id); and `units`, the memo of
+    `_unit_draws`.
 
     The shared Parameters are only read: the user's current values, with no copy (copying all of
     resnet18's 11.7 M values cost ~15 ms per call, measured). One copy is kept per network and set
@@ -74,7 +74,7 @@ def _private_copy(net, randomised):
         for target, value in pairs:
             ops.assign(target, value)
         return pairs[0][0]
-    return clone, _cache.compiled(update, checked=False), {id(target): value for target, value in pairs}, {}
+    return clone, _cache.compiled(update, checked=False), {id(value): target for target, value in pairs}, {}
 
 
 def _layers(net, names):
@@ -212,10 +212,9 @@ def model_randomization(explain_fn_of_net, net, inputs, targets, *, mode="cascad
     chosen = _layers(net, layers)                             # the names checked before any work
     randomised = {id(p) for _, params in chosen for p in params} | \
         {id(p) for p in net.get_parameters() if not p.requires_grad}    # a forward may write those
-    clone, update, source, units = _cache.cached(net, ("randomization_copy", tuple(sorted(n for n, _ in chosen))),
+    clone, update, private, units = _cache.cached(net, ("randomization_copy", tuple(sorted(n for n, _ in chosen))),
                                                  lambda: _private_copy(net, randomised))
     update()                                                  # their current weights, one compiled call
-    order = _layers(clone, layers)
     try:
         explain = explain_fn_of_net(clone)
     except TypeError as error:
@@ -229,17 +228,17 @@ def model_randomization(explain_fn_of_net, net, inputs, targets, *, mode="cascad
                                       name="explain_fn(inputs, targets)")
     original = maps()
     columns = []
-    for index, (_, params) in enumerate(order):
+    for index, (_, params) in enumerate(chosen):             # the user's Parameters, only read
         if mode == "independent" and index:
-            for p in order[index - 1][1]:
-                p.copy_(source[id(p)])                        # its trained values, device to device
-        values = [source[id(p)].asnumpy() for p in params]
+            for p in chosen[index - 1][1]:
+                private[id(p)].copy_(p)                       # its trained values, device to device
+        values = [p.asnumpy() for p in params]
         draws = [_redrawn(unit, value, out) for (unit, out), value in zip(_unit_draws(units, seed, index, values),
                                                                          values)]
         for p, draw in zip(params, draws):
-            p.copy_(ms.from_numpy(draw))                      # in place (kept alive until maps() syncs)
+            private[id(p)].copy_(ms.from_numpy(draw))         # in place (kept alive until maps() syncs)
         columns.append(maps())
-    return _similarities(tuple(name for name, _ in order), original, np.stack(columns, 1))
+    return _similarities(tuple(name for name, _ in chosen), original, np.stack(columns, 1))
 
 
 def _unit_draws(memo, seed, index, values):
