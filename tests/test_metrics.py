@@ -345,6 +345,8 @@ def test_linear_imputation_batched_and_grouped(monkeypatch):
     assert_close(metrics.linear_imputation(images, removed), want, rtol=1e-10)
     assert len(threads) >= 3 and threads[0] != threads[1]
     assert metrics.linear_imputation(images[:0], removed[:0]).shape == (0,) + images.shape[1:]
+    # any true value marks a removed pixel (e.g. a 0/255 mask)
+    assert_close(metrics.linear_imputation(images, removed.astype(np.uint8) * 255), want, rtol=1e-10)
 
 
 def test_road_matches_reference_without_noise(linear):

@@ -377,11 +377,12 @@ def test_float16_parameters_are_redrawn_finite_with_their_spread():
     assert draw.astype(np.float64).std() == pytest.approx(2.0, rel=0.01)
 
 
-@pytest.mark.parametrize("mean, std", [(0.0, 0.05), (0.3, 1.0), (1.0, 1e-3), (-3.0, 1e-4), (5.0, 0.0)])
+@pytest.mark.parametrize("mean, std", [(0.0, 0.05), (0.3, 1.0), (1.0, 1e-3), (-3.0, 1e-4), (5.0, 0.0),
+                                       (2e19, 1e15)])
 def test_redraws_take_the_mean_and_spread_of_the_trained_values(mean, std):
     """Weights (mean small against the spread: raw moments) and BatchNorm-like scales (a mean far
-    from 0 with a small spread: the centred squares, or the difference would cancel) are redrawn on
-    mean +- sqrt(3) std of their float64 moments; a constant stays that constant."""
+    from 0 with a small spread, or values whose raw squares overflow float32: the centred squares)
+    are redrawn on mean +- sqrt(3) std of their float64 moments; a constant stays that constant."""
     redrawn = importlib.import_module("xaifn.metrics.randomization")._redrawn
     rng = np.random.default_rng(18)
     value = (mean + std * rng.standard_normal(100_000)).astype(np.float32)

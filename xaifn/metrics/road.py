@@ -80,7 +80,7 @@ def linear_imputation(images, removed):
     images = np.asarray(images)
     channels, height, width = images.shape[-3:]
     out = images.reshape(-1, channels, height * width).astype(np.float64)          # (B, C, H*W)
-    removed = np.asarray(removed).reshape(-1, height * width)
+    removed = np.asarray(removed).reshape(-1, height * width).astype(bool, copy=False)
     counts = removed.sum(axis=1)
     ends = np.cumsum(counts)
     share = min(UNKNOWNS_PER_SOLVE, max(MIN_GROUP_UNKNOWNS, -(-int(counts.sum()) // HOST_THREADS)))
@@ -94,43 +94,49 @@ def linear_imputation(images, removed):
 
 
 @functools.lru_cache(maxsize=8)
-def _neighbour_weights(height, width):
-    """(H * W,) sum of the weights of each pixel's neighbours inside the image: its diagonal entry."""
-    inside = np.pad(np.ones((height, width)), 1)
-    return sum(weight * inside[1 + dr:height + 1 + dr, 1 + dc:width + 1 + dc]
-               for dr, dc, weight in NEIGHBOURS).reshape(-1)
+def _grid(height, width):
+    """(inside, diagonal): whether each pixel of the grid padded by one pixel is in the image (flat
+    (H + 2) * (W + 2) bool), and the sum of the weights of each pixel's neighbours inside the image
+    (flat H * W: its diagonal entry)."""
+    inside = np.pad(np.ones((height, width), bool), 1)
+    diagonal = sum(weight * inside[1 + dr:height + 1 + dr, 1 + dc:width + 1 + dc] for dr, dc, weight in NEIGHBOURS)
+    return inside.reshape(-1), diagonal.reshape(-1)
 
 
 def _impute(flat, removed, height, width):
-    """Solve, in place in flat (B, C, H * W), for the pixels where `removed` (B, H * W) is True: the
-    block-diagonal system of `linear_imputation`, unknowns numbered image by image in dissection
-    order.
+    """Solve, in place in flat (B, C, H * W), for the pixels where `removed` (B, H * W, bool) is
+    True: the block-diagonal system of `linear_imputation`, unknowns numbered image by image in
+    dissection order.
 
-    On the grid padded by one pixel (no unknown, no value outside the image): the right-hand side
-    is the weighted sum of each pixel's kept neighbours (one shifted add per neighbour over whole
-    images), and the matrix column of unknown i holds its diagonal weight and -weight at each
-    neighbouring unknown, read through the padded grid of unknown numbers."""
-    count = int(removed.sum())
-    if not count:
-        return
+    Through a grid of unknown numbers padded by one pixel (-1: kept, or outside the image), each
+    unknown's 8 neighbours are read at fixed offsets: a neighbouring unknown gives its matrix entry
+    (-weight), a kept pixel inside the image adds weight x its value to the right-hand side. The
+    work on floats grows with the unknowns, not with the images (at 1 % removed, 3x faster than
+    shifted adds over whole images; 5 % slower at ROAD's fractions, measured)."""
     images, channels = flat.shape[:2]
     order = dissection_order(height, width)
     batch, position = np.nonzero(removed[:, order])
+    count = len(batch)
+    if not count:
+        return
     pixel = order[position]
     rows, cols = np.divmod(pixel, width)
-    numbers = np.full((images, height + 2, width + 2), -1)        # the unknown at each pixel, or -1
+    numbers = np.full((images, height + 2, width + 2), -1)
     numbers[batch, rows + 1, cols + 1] = np.arange(count)
-    kept = np.pad(np.where(removed[:, None], 0.0, flat).reshape(images, channels, height, width),
-                  ((0, 0), (0, 0), (1, 1), (1, 1)))
-    neighbours_kept = sum(weight * kept[:, :, 1 + dr:height + 1 + dr, 1 + dc:width + 1 + dc]
-                          for dr, dc, weight in NEIGHBOURS)
-    right = neighbours_kept.reshape(images, channels, -1)[batch, :, pixel]           # (count, C)
-    at = (batch * (height + 2) + rows + 1) * (width + 2) + cols + 1
-    entries = np.stack([numbers.reshape(-1)[at + dr * (width + 2) + dc] for dr, dc, _ in NEIGHBOURS]
-                       + [np.arange(count)], axis=1)                                 # (count, 9)
+    inside, diagonal = _grid(height, width)
+    at = (rows + 1) * (width + 2) + cols + 1                      # in the padded grid
+    image_at = batch * inside.size + at
+    columns, right = [], np.zeros((count, channels))
+    for dr, dc, weight in NEIGHBOURS:
+        offset = dr * (width + 2) + dc
+        neighbour = numbers.reshape(-1)[image_at + offset]
+        columns.append(neighbour)
+        kept = np.flatnonzero((neighbour < 0) & inside[at + offset])
+        right[kept] += weight * flat[batch[kept], :, pixel[kept] + dr * width + dc]
+    entries = np.stack(columns + [np.arange(count)], axis=1)                         # (count, 9)
     values = np.empty(entries.shape)
     values[:, :-1] = [-weight for _, _, weight in NEIGHBOURS]
-    values[:, -1] = _neighbour_weights(height, width)[pixel]
+    values[:, -1] = diagonal[pixel]
     linked = entries >= 0
     starts = np.concatenate([[0], np.cumsum(linked.sum(axis=1))])
     matrix = sparse.csc_matrix((values[linked], entries[linked], starts), shape=(count, count))
