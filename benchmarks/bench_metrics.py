@@ -156,7 +156,8 @@ def row(name, label, n, what, timing, cpu, baseline):
 
 
 def with_sum(timing, cpu, first, second):
-    """(timing, cpu, name): both medians with the sum of runs `first` and `second` added, under `name`."""
+    """(timing, cpu, name): both medians with the sum of the medians of runs `first` and `second`
+    added, under `name` (a floor made of two parts timed alone)."""
     name = f"{first} + {second}"
     return ({**timing, name: timing[first] + timing[second]}, {**cpu, name: cpu[first] + cpu[second]}, name)
 
