@@ -469,3 +469,62 @@ def test_errors_before_any_work(linear):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         metrics.pointing_game(good, good)
+
+
+def summed(logits):
+    return logits.sum(axis=1)
+
+
+def test_more_bad_input_is_refused_clearly(linear, pzoo):
+    """From a stranger's trial: each of these once ran on into a MindSpore error, or gave a
+    plausible number (zeros, NaN, a score per wrong sample)."""
+    net, _, _ = linear
+    x = ms.Tensor(uniform(24, (2,) + SHAPE))
+    good = np.ones((2, 1, 6, 6))
+    # an activation that does not keep (N, L): before any compiled work
+    with pytest.raises(ValueError, match="`activation_fn` must map logits \\(N, 3\\) to scores"):
+        metrics.deletion_auc(net, summed, x, 0, good)
+    with pytest.raises(ValueError, match="`activation_fn` must map logits"):
+        xaifn.occlusion(net, summed, x, 0)
+    # step counts derived from the other argument say so
+    with pytest.raises(ValueError, match="given: pixels_per_step; the other from H \\* W"):
+        metrics.deletion_auc(net, SOFTMAX, x, 0, good, pixels_per_step=100)
+    # max-sensitivity: the given map and the explainer's maps
+    gradient = functools.partial(xaifn.gradient, net)
+    with pytest.raises(ValueError, match="`saliency` must be finite"):
+        metrics.max_sensitivity(gradient, x, 0, seed=0, saliency=np.full((2, 1, 6, 6), np.nan))
+    with pytest.raises(ValueError, match="`saliency` must have shape \\(2, ...\\)"):
+        metrics.max_sensitivity(gradient, x, 0, seed=0, saliency=np.ones((3, 1, 6, 6)))
+    with pytest.raises(ValueError, match="`explain_fn\\(inputs, targets\\)` must have shape \\(2, ...\\)"):
+        metrics.max_sensitivity(lambda a, t: gradient(a, t)[:1], x, 0, seed=0)
+    with pytest.raises(ValueError, match=r"maps of shape \(2, 1, 6, 6\) for perturbed inputs, against \(2, 2, 6, 6\)"):
+        metrics.max_sensitivity(gradient, x, 0, seed=0, saliency=np.ones((2, 2, 6, 6)))
+
+    def blows_up(inputs, targets):
+        maps = gradient(inputs, targets)
+        return maps if inputs is x else maps / 0
+    with pytest.raises(ValueError, match="non-finite maps \\(NaN or inf\\) for perturbed inputs"):
+        metrics.max_sensitivity(blows_up, x, 0, seed=0, num_perturbations=2)
+    # ROAD needs a pixel to keep; the imputation needs one per image and a boolean (or integer) mask
+    one_pixel = pzoo.linear_net((2, 1, 1), num_class=3, seed=1)[0]
+    with pytest.raises(ValueError, match="at least 2 pixels"):
+        metrics.road(one_pixel, SOFTMAX, ms.Tensor(uniform(2, (2, 2, 1, 1))), 0, np.ones((2, 1, 1, 1)))
+    image = uniform(3, (1, 3, 8, 8)) + 5
+    with pytest.raises(ValueError, match="every pixel removed"):
+        metrics.linear_imputation(image, np.ones((1, 8, 8), bool))
+    with pytest.raises(TypeError, match="`removed` must hold bools"):
+        metrics.linear_imputation(image, np.full((1, 8, 8), 0.3))
+    with pytest.raises(ValueError, match="must match"):
+        metrics.linear_imputation(image, np.zeros((1, 8, 7), bool))
+    # localization: masks with NaN, thresholds outside [0, 1), complex maps
+    with pytest.raises(ValueError, match="`masks` must be finite"):
+        metrics.pointing_game(good, np.where(good > 0, np.nan, 0.0))
+    for threshold in (1.0, 2.0, -1.0):
+        with pytest.raises(ValueError, match="`threshold` must lie in \\[0, 1\\)"):
+            metrics.iosr(good, good, threshold=threshold)
+    with pytest.raises(TypeError, match="real numbers"):
+        metrics.iosr(good + 1j, good)
+    # class sensitivity of a one-output network compares a map with itself
+    single = pzoo.linear_net(SHAPE, num_class=1, seed=2)[0]
+    with pytest.raises(ValueError, match="at least 2 outputs"):
+        metrics.class_sensitivity(functools.partial(xaifn.gradient, single), single, x)

@@ -6,6 +6,7 @@ stay clearly more similar.
 """
 import functools
 import importlib
+import warnings
 
 import numpy as np
 import mindspore as ms
@@ -393,3 +394,26 @@ def test_redraws_take_the_mean_and_spread_of_the_trained_values(mean, std):
     np.testing.assert_allclose(draw, want, rtol=1e-5, atol=1e-6 * max(std, 1e-3))
     if std == 0:
         np.testing.assert_array_equal(draw, value)
+
+
+def test_a_copy_ignored_or_a_constant_map_is_flagged(pzoo):
+    """An explainer bound to the user's network ignores the copy it is handed: every column then
+    equals the original (Spearman 1, which reads like a method insensitive to the model); a
+    constant map has no rank correlation (NaN). Both warn; a proper call does not."""
+    shape = (1, 4, 4)
+    net, _, _ = pzoo.linear_net(shape, num_class=2, seed=13)
+    x = ms.Tensor(np.random.default_rng(14).random((2,) + shape), ms.float32)
+    bound = functools.partial(xaifn.gradient, net)
+    with pytest.warns(RuntimeWarning, match="every randomised map equals the original"):
+        result = metrics.model_randomization(lambda copy: bound, net, x, 0)
+    np.testing.assert_array_equal(result.spearman.asnumpy(), 1.0)
+    with pytest.warns(RuntimeWarning, match=r"sample\(s\) \[0, 1\] is constant"):
+        calls = []
+
+        def flat(inputs, targets):                # a constant map, another constant at each call
+            calls.append(1)
+            return ops.ones((2, 1, 4, 4)) * len(calls)
+        metrics.model_randomization(lambda copy: flat, net, x, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics.model_randomization(lambda copy: functools.partial(xaifn.gradient, copy), net, x, 0)

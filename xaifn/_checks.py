@@ -266,7 +266,22 @@ def check_perturbation_call(net_fn, activation_fn, inputs, targets, chunk):
     if dtype is not None and inputs.dtype != dtype:
         inputs = inputs.astype(dtype)
     labels = check_call(net_fn, inputs, targets, allow_2d=True)  # reads the (cast) values once
+    check_activation(activation_fn, check_output_width(profile(net_fn, inputs).output_shape), inputs.dtype)
     return inputs, labels, check_chunk(chunk)
+
+
+def check_activation(activation_fn, num_classes, dtype):
+    """Raise ValueError unless `activation_fn` maps logits (N, L) to scores (N, L): tried eagerly
+    on two rows of zero logits (a reduction over the batch or the classes shows in the shape)."""
+    try:
+        scores = activation_fn(ms.Tensor(np.zeros((2, num_classes)), dtype))
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise ValueError(f"`activation_fn` must map logits (N, {num_classes}) to scores (N, {num_classes}); "
+                         f"on two rows of zeros it failed with: {_first_line(error)}") from None
+    if not isinstance(scores, ms.Tensor) or tuple(scores.shape) != (2, num_classes):
+        got = f"shape {tuple(scores.shape)}" if isinstance(scores, ms.Tensor) else type(scores).__name__
+        raise ValueError(f"`activation_fn` must map logits (N, {num_classes}) to scores (N, {num_classes}), "
+                         f"got {got} for logits (2, {num_classes}).")
 
 
 def check_size(size, name):
@@ -358,7 +373,7 @@ def check_saliency(saliency, num_samples=None, size=None, name="saliency"):
         saliency = saliency.asnumpy()
     if not isinstance(saliency, np.ndarray):
         raise TypeError(f"`{name}` must be a Tensor or array (N, 1, H, W), got {type(saliency).__name__}.")
-    if saliency.dtype == np.bool_ or not np.issubdtype(saliency.dtype, np.number):
+    if not (np.issubdtype(saliency.dtype, np.floating) or np.issubdtype(saliency.dtype, np.integer)):
         raise TypeError(f"`{name}` must hold real numbers, got dtype {saliency.dtype}.")
     if saliency.ndim != 4 or 0 in saliency.shape:
         raise ValueError(f"`{name}` must be a non-empty 4-D (N, c, H, W) map, got shape {saliency.shape}.")
@@ -372,6 +387,22 @@ def check_saliency(saliency, num_samples=None, size=None, name="saliency"):
     return saliency.astype(np.float64).mean(axis=1)
 
 
+def check_maps(maps, num_samples, name):
+    """Return explanation maps (N, ...) of any layout, as a float32 Tensor: real numbers, one map
+    per input, finite."""
+    values = maps.asnumpy() if isinstance(maps, ms.Tensor) else maps
+    if not isinstance(values, np.ndarray):
+        raise TypeError(f"`{name}` must be a Tensor or array (N, ...) of maps, got {type(maps).__name__}.")
+    if not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)):
+        raise TypeError(f"`{name}` must hold real numbers, got dtype {values.dtype}.")
+    if values.ndim < 2 or values.shape[0] != num_samples or 0 in values.shape:
+        raise ValueError(f"`{name}` must have shape ({num_samples}, ...) (one non-empty map per input), "
+                         f"got {values.shape}.")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"`{name}` must be finite (no NaN or inf).")
+    return ms.Tensor(values.astype(np.float32))
+
+
 def check_region_masks(masks, num_samples, size, name="masks"):
     """Return ground-truth regions (N, 1, H, W) (non-zero = inside) as a bool array (N, H, W)."""
     if masks is None:
@@ -380,10 +411,13 @@ def check_region_masks(masks, num_samples, size, name="masks"):
         masks = masks.asnumpy()
     if not isinstance(masks, np.ndarray):
         raise TypeError(f"`{name}` must be a Tensor or array (N, 1, H, W), got {type(masks).__name__}.")
-    if masks.dtype != np.bool_ and not np.issubdtype(masks.dtype, np.number):
-        raise TypeError(f"`{name}` must hold bools or numbers, got dtype {masks.dtype}.")
+    if masks.dtype != np.bool_ and not (np.issubdtype(masks.dtype, np.floating) or
+                                        np.issubdtype(masks.dtype, np.integer)):
+        raise TypeError(f"`{name}` must hold bools or real numbers, got dtype {masks.dtype}.")
     if masks.shape != (num_samples, 1) + tuple(size):
         raise ValueError(f"`{name}` must have shape ({num_samples}, 1, {size[0]}, {size[1]}), got {masks.shape}.")
+    if masks.dtype != np.bool_ and not np.all(np.isfinite(masks)):
+        raise ValueError(f"`{name}` must be finite (no NaN or inf): a pixel is inside where it is non-zero.")
     return masks[:, 0] != 0
 
 

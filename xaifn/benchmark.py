@@ -113,7 +113,12 @@ class _LabelSensitive:
 
 
 class Faithfulness(_LabelSensitive):
-    """Faithfulness: "NaiveFaithfulness", "DeletionAUC" or "InsertionAUC" (higher is better).
+    """Faithfulness: "NaiveFaithfulness", "DeletionAUC" or "InsertionAUC".
+
+    Higher is better for naive faithfulness and insertion. For "DeletionAUC" the original's formula
+    (1 - auc / 2 over the drops in probability, kept exactly) gives a LOWER score to a map that
+    finds the evidence faster, although the original documents "higher is better" for all three
+    (see `xaifn.metrics.faithfulness`).
 
     Half of the pixels are removed (set to 0 in every channel) in floor(sqrt(H*W)) steps, as the
     original; see `xaifn.metrics.naive_faithfulness`, `deletion_auc`, `insertion_auc` for the

@@ -33,16 +33,17 @@ from xaifn.metrics._common import (as_tensor, check_metric_call, pixel_ranks,
 def steps(height, width, num_steps=None, pixels_per_step=None):
     """(P, q): the step count and pixels per step, defaults as the original (half the image)."""
     area = height * width
+    given = [name for name, value in (("num_steps", num_steps), ("pixels_per_step", pixels_per_step))
+             if value is not None and _checks.check_positive_int(value, name)]
     if num_steps is None:
-        num_steps = math.isqrt(area) if pixels_per_step is None else \
-            area // (2 * _checks.check_positive_int(pixels_per_step, "pixels_per_step"))
-    num_steps = _checks.check_positive_int(num_steps, "num_steps")
+        num_steps = math.isqrt(area) if pixels_per_step is None else area // (2 * pixels_per_step)
     if pixels_per_step is None:
-        pixels_per_step = area // (2 * num_steps)
-    pixels_per_step = _checks.check_positive_int(pixels_per_step, "pixels_per_step")
-    if num_steps < 2 or num_steps * pixels_per_step > area:
-        raise ValueError(f"need num_steps >= 2 and num_steps * pixels_per_step <= H * W = {area}, got "
-                         f"num_steps {num_steps}, pixels_per_step {pixels_per_step}.")
+        pixels_per_step = area // (2 * num_steps) if num_steps else 0
+    if num_steps < 2 or pixels_per_step < 1 or num_steps * pixels_per_step > area:
+        derived = " (given: " + (", ".join(given) or "neither") + "; the other from H * W)" if len(given) < 2 else ""
+        raise ValueError(f"need num_steps >= 2, pixels_per_step >= 1 and num_steps * pixels_per_step <= "
+                         f"H * W = {area} ({height} x {width} images), got num_steps {num_steps}, "
+                         f"pixels_per_step {pixels_per_step}{derived}.")
     return num_steps, pixels_per_step
 
 

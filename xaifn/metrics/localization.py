@@ -50,7 +50,7 @@ def pointing_game(saliency, masks, radius=15):
 
 def iosr(saliency, masks, threshold=0.5):
     """Intersection over salient region (N,): count(region AND salient) / count(salient), where
-    salient = S > threshold * max S (strict; count(salient) floored at 1e-10).
+    salient = S > threshold * max S (strict; count(salient) floored at 1e-10), threshold in [0, 1).
 
     Example:
         >>> import numpy as np
@@ -62,6 +62,9 @@ def iosr(saliency, masks, threshold=0.5):
     """
     maps, regions = _check_maps_and_masks(saliency, masks)
     threshold = _checks.check_real(threshold, "threshold")
+    if not 0 <= threshold < 1:
+        raise ValueError(f"`threshold` must lie in [0, 1) (a fraction of each map's maximum; at 1 or above "
+                         f"no pixel is salient), got {threshold}.")
     salient = maps > threshold * maps.max(axis=(1, 2), keepdims=True)
     overlap = (salient & regions).sum(axis=(1, 2))
     return as_tensor(overlap / np.maximum(salient.sum(axis=(1, 2)), 1e-10))

@@ -32,6 +32,7 @@ depends on what the model learnt differ between the two. Same similarities, one 
 """
 import collections
 import copy
+import warnings
 
 import numpy as np
 import mindspore as ms
@@ -238,6 +239,10 @@ def model_randomization(explain_fn_of_net, net, inputs, targets, *, mode="cascad
         for p, draw in zip(params, draws):
             private[id(p)].copy_(ms.from_numpy(draw))         # in place, from the kept buffer
         columns.append(maps())
+    if all(np.array_equal(column, original) for column in columns):
+        warnings.warn("every randomised map equals the original one: does `explain_fn_of_net` explain the "
+                      "network it is given (the copy, whose layers are randomised) rather than another? "
+                      "(Layers that cannot change the maps give this too.)", RuntimeWarning, stacklevel=3)
     return _similarities(tuple(name for name, _ in chosen), original, np.stack(columns, 1))
 
 
@@ -302,6 +307,10 @@ def _similarities(names, original, randomised):
         return plain, absolute, ssim(first[:, None], rest)
     parts = np.array_split(np.arange(len(original)), min(HOST_THREADS, len(original)))
     plain, absolute, index = (np.concatenate(values) for values in zip(*host_map(measures, parts)))
+    constant = np.flatnonzero(np.isnan(plain).any(axis=1) | np.isnan(absolute).any(axis=1))
+    if len(constant):
+        warnings.warn(f"a saliency map of sample(s) {constant.tolist()} is constant: its Spearman correlation is "
+                      "NaN there.", RuntimeWarning, stacklevel=3)
     return Randomization(names, as_tensor(plain), as_tensor(absolute), as_tensor(index))
 
 

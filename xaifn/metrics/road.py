@@ -65,9 +65,9 @@ MIN_GROUP_UNKNOWNS = 4096
 
 
 def linear_imputation(images, removed):
-    """images (..., C, H, W) with the pixels where `removed` (..., H, W) is True replaced, in each
-    image, by the solution of its neighbour-mean system (module docstring); each image needs at
-    least one kept pixel.
+    """images (..., C, H, W) with the pixels where `removed` (..., H, W; bools, or integers with
+    non-zero for removed) is True replaced, in each image, by the solution of its neighbour-mean
+    system (module docstring); each image needs at least one kept pixel (ValueError otherwise).
 
     The systems of many images are assembled at once (numpy, no per-pixel loop) into one
     block-diagonal sparse matrix, symmetric positive definite, with one right-hand side per
@@ -77,10 +77,10 @@ def linear_imputation(images, removed):
     order, so that a factorisation holds at most `UNKNOWNS_PER_SOLVE` unknowns (or one image) and
     the groups, solved on up to `HOST_THREADS` threads (`host_map`), share the unknowns about evenly.
     """
-    images = np.asarray(images)
+    images, removed = _checked_imputation(images, removed)
     channels, height, width = images.shape[-3:]
     out = images.reshape(-1, channels, height * width).astype(np.float64)          # (B, C, H*W)
-    removed = np.asarray(removed).reshape(-1, height * width).astype(bool, copy=False)
+    removed = removed.reshape(-1, height * width)
     counts = removed.sum(axis=1)
     ends = np.cumsum(counts)
     share = min(UNKNOWNS_PER_SOLVE, max(MIN_GROUP_UNKNOWNS, -(-int(counts.sum()) // HOST_THREADS)))
@@ -91,6 +91,24 @@ def linear_imputation(images, removed):
         start = stop
     host_map(lambda group: _impute(out[group], removed[group], height, width), groups)
     return out.reshape(images.shape)
+
+
+def _checked_imputation(images, removed):
+    """(images, removed as bool) after checking `linear_imputation`'s arguments."""
+    images, removed = np.asarray(images), np.asarray(removed)
+    if not (np.issubdtype(images.dtype, np.floating) or np.issubdtype(images.dtype, np.integer)):
+        raise TypeError(f"`images` must hold real numbers, got dtype {images.dtype}.")
+    if images.ndim < 3 or removed.shape != images.shape[:-3] + images.shape[-2:]:
+        raise ValueError(f"`images` (..., C, H, W) and `removed` (..., H, W) must match, got shapes "
+                         f"{images.shape} and {removed.shape}.")
+    if removed.dtype != np.bool_ and not np.issubdtype(removed.dtype, np.integer):
+        raise TypeError(f"`removed` must hold bools (or integers, non-zero: removed), got dtype {removed.dtype}.")
+    removed = removed.astype(bool, copy=False)
+    full = np.flatnonzero(removed.reshape(-1, removed.shape[-2] * removed.shape[-1]).all(axis=1))
+    if len(full):
+        raise ValueError(f"each image needs a kept pixel to impute from; image(s) {full[:10].tolist()} "
+                         "(flattened over the leading axes) have every pixel removed.")
+    return images, removed
 
 
 @functools.lru_cache(maxsize=8)
@@ -174,6 +192,9 @@ def road(net_fn, activation_fn, inputs, targets, saliency, *, fractions=(0.1, 0.
     noise = _checks.check_nonnegative(noise, "noise")
     seed = _checks.check_seed(seed)
     area = maps.shape[1] * maps.shape[2]
+    if area < 2:
+        raise ValueError(f"ROAD removes part of each image and keeps the rest: it needs images of at least 2 "
+                         f"pixels, got {maps.shape[1]} x {maps.shape[2]}.")
     counts = np.clip(np.round(fractions * area).astype(np.int64), 1, area - 1)
     intervals = np.stack([np.zeros_like(counts), counts], 1) if order == "morf" else \
         np.stack([area - counts, np.full_like(counts, area)], 1)

@@ -72,15 +72,26 @@ def max_sensitivity(explain_fn, inputs, targets, noise=None, *, seed=None, num_p
     _checks.check_callable(explain_fn, "explain_fn")
     _checks.check_inputs(inputs)
     delta, count = _noise_source(noise, seed, num_perturbations, radius, tuple(inputs.shape))
-    base = explain_fn(inputs, targets) if saliency is None else saliency
-    base = (base if isinstance(base, ms.Tensor) else ms.Tensor(np.asarray(base))).astype(ms.float32)
-    base = base.reshape(base.shape[0], -1)
+    n = inputs.shape[0]
+    if saliency is not None:
+        base = _checks.check_maps(saliency, n, "saliency")
+    else:
+        base = _checks.check_maps(explain_fn(inputs, targets), n, "explain_fn(inputs, targets)")
+    shape = base.shape
+    base = base.reshape(n, -1)
     update = _cache.cached(max_sensitivity, ("farthest",), lambda: _cache.compiled(_farthest, checked=False))
-    worst = ops.zeros(base.shape[0], ms.float32)
+    worst = ops.zeros(n, ms.float32)
     for k in range(count):            # kept on the device: no host round trip per perturbation
         moved = explain_fn(inputs + ms.Tensor(delta(k), inputs.dtype), targets)
-        worst = update(worst, moved if isinstance(moved, ms.Tensor) else ms.Tensor(np.asarray(moved)), base)
+        moved = moved if isinstance(moved, ms.Tensor) else ms.Tensor(np.asarray(moved))
+        if moved.shape != shape:
+            raise ValueError(f"`explain_fn` gave maps of shape {tuple(moved.shape)} for perturbed inputs, against "
+                             f"{tuple(shape)} for the {'saliency' if saliency is not None else 'inputs'}.")
+        worst = update(worst, moved, base)
     worst, norm = worst.asnumpy().astype(np.float64), ops.norm(base, dim=1).asnumpy().astype(np.float64)
+    if not np.all(np.isfinite(worst)):
+        raise ValueError(f"`explain_fn` gave non-finite maps (NaN or inf) for perturbed inputs of sample(s) "
+                         f"{np.flatnonzero(~np.isfinite(worst)).tolist()}.")
     if (norm == 0).any():
         warnings.warn(f"the saliency map of sample(s) {np.flatnonzero(norm == 0).tolist()} is zero: "
                       "max-sensitivity is NaN there.", RuntimeWarning, stacklevel=2)

@@ -33,6 +33,9 @@ def class_sensitivity(explain_fn, net_fn, inputs):
     """
     _checks.check_callable(explain_fn, "explain_fn")
     _checks.check_call(net_fn, inputs, 0)
+    if _checks.check_output_width(_checks.profile(net_fn, inputs).output_shape) < 2:
+        raise ValueError("class sensitivity compares the maps of the most and the least likely class: `net_fn` "
+                         "must have at least 2 outputs, got 1.")
     forward = _cache.cached(net_fn, ("logits",), lambda: _cache.compiled(_cache.evaluable(net_fn)))
     logits = forward(inputs)
     most, least = (ms.Tensor(f(logits.asnumpy(), axis=1).astype(np.int32)) for f in (np.argmax, np.argmin))
