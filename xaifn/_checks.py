@@ -363,6 +363,12 @@ def check_features(features, num_features):
     return features
 
 
+def is_real(dtype):
+    """Whether values of `dtype` are real numbers: integers or floats (not bools, complex numbers or
+    objects)."""
+    return np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+
+
 def check_saliency(saliency, num_samples=None, size=None, name="saliency"):
     """Return saliency maps (N, c, H, W) averaged over their c channels: a float64 array (N, H, W).
 
@@ -373,7 +379,7 @@ def check_saliency(saliency, num_samples=None, size=None, name="saliency"):
         saliency = saliency.asnumpy()
     if not isinstance(saliency, np.ndarray):
         raise TypeError(f"`{name}` must be a Tensor or array (N, 1, H, W), got {type(saliency).__name__}.")
-    if not (np.issubdtype(saliency.dtype, np.floating) or np.issubdtype(saliency.dtype, np.integer)):
+    if not is_real(saliency.dtype):
         raise TypeError(f"`{name}` must hold real numbers, got dtype {saliency.dtype}.")
     if saliency.ndim != 4 or 0 in saliency.shape:
         raise ValueError(f"`{name}` must be a non-empty 4-D (N, c, H, W) map, got shape {saliency.shape}.")
@@ -393,7 +399,7 @@ def check_maps(maps, num_samples, name):
     values = maps.asnumpy() if isinstance(maps, ms.Tensor) else maps
     if not isinstance(values, np.ndarray):
         raise TypeError(f"`{name}` must be a Tensor or array (N, ...) of maps, got {type(maps).__name__}.")
-    if not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)):
+    if not is_real(values.dtype):
         raise TypeError(f"`{name}` must hold real numbers, got dtype {values.dtype}.")
     if values.ndim < 2 or values.shape[0] != num_samples or 0 in values.shape:
         raise ValueError(f"`{name}` must have shape ({num_samples}, ...) (one non-empty map per input), "
@@ -411,8 +417,7 @@ def check_region_masks(masks, num_samples, size, name="masks"):
         masks = masks.asnumpy()
     if not isinstance(masks, np.ndarray):
         raise TypeError(f"`{name}` must be a Tensor or array (N, 1, H, W), got {type(masks).__name__}.")
-    if masks.dtype != np.bool_ and not (np.issubdtype(masks.dtype, np.floating) or
-                                        np.issubdtype(masks.dtype, np.integer)):
+    if masks.dtype != np.bool_ and not is_real(masks.dtype):
         raise TypeError(f"`{name}` must hold bools or real numbers, got dtype {masks.dtype}.")
     if masks.shape != (num_samples, 1) + tuple(size):
         raise ValueError(f"`{name}` must have shape ({num_samples}, 1, {size[0]}, {size[1]}), got {masks.shape}.")

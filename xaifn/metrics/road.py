@@ -96,7 +96,7 @@ def linear_imputation(images, removed):
 def _checked_imputation(images, removed):
     """(images, removed as bool) after checking `linear_imputation`'s arguments."""
     images, removed = np.asarray(images), np.asarray(removed)
-    if not (np.issubdtype(images.dtype, np.floating) or np.issubdtype(images.dtype, np.integer)):
+    if not _checks.is_real(images.dtype):
         raise TypeError(f"`images` must hold real numbers, got dtype {images.dtype}.")
     if images.ndim < 3 or removed.shape != images.shape[:-3] + images.shape[-2:]:
         raise ValueError(f"`images` (..., C, H, W) and `removed` (..., H, W) must match, got shapes "
