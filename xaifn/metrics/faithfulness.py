@@ -33,8 +33,11 @@ from xaifn.metrics._common import (as_tensor, check_metric_call, pixel_ranks,
 def steps(height, width, num_steps=None, pixels_per_step=None):
     """(P, q): the step count and pixels per step, defaults as the original (half the image)."""
     area = height * width
-    given = [name for name, value in (("num_steps", num_steps), ("pixels_per_step", pixels_per_step))
-             if value is not None and _checks.check_positive_int(value, name)]
+    given = []
+    for name, value in (("num_steps", num_steps), ("pixels_per_step", pixels_per_step)):
+        if value is not None:
+            _checks.check_positive_int(value, name)
+            given.append(name)
     if num_steps is None:
         num_steps = math.isqrt(area) if pixels_per_step is None else area // (2 * pixels_per_step)
     if pixels_per_step is None:

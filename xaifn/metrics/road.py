@@ -130,7 +130,7 @@ def _impute(flat, removed, height, width):
     unknown's 8 neighbours are read at fixed offsets: a neighbouring unknown gives its matrix entry
     (-weight), a kept pixel inside the image adds weight x its value to the right-hand side. The
     work on floats grows with the unknowns, not with the images (at 1 % removed, 3x faster than
-    shifted adds over whole images; 5 % slower at ROAD's fractions, measured)."""
+    shifted adds over whole images; 5-9 % slower at ROAD's fractions, measured)."""
     images, channels = flat.shape[:2]
     order = dissection_order(height, width)
     batch, position = np.nonzero(removed[:, order])
